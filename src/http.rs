@@ -1,0 +1,576 @@
+//! HTTP/1.1 on the simulated wire: just enough of RFC 9112 for the lessons,
+//! written out so that every byte a mechanism sends is visible.
+//!
+//! A request and its response, exactly as they cross the network:
+//!
+//! ```text
+//! GET /updates?after=3 HTTP/1.1\r\n
+//! Host: server\r\n
+//! Accept: application/json\r\n
+//! \r\n
+//! ```
+//! ```text
+//! HTTP/1.1 200 OK\r\n
+//! Content-Type: application/json\r\n
+//! Content-Length: 13\r\n
+//! \r\n
+//! {"events":[]}
+//! ```
+//!
+//! The head is parsed with `httparse` (plumbing); bodies are framed by
+//! `Content-Length` only. What a peer sends can never panic this code: a
+//! malformed head is a `400`, an oversized one a `431`, an oversized body a
+//! `413`, and a transfer coding we do not speak a `501`.
+//!
+//! Every message written or read goes into the trace, so the report's byte
+//! counts are the bytes that really crossed the simulated network.
+
+use crate::trace::{Dir, Event, HostTrace};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::rc::Rc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest request or response head (request line + headers) we accept.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// Most header fields in one head.
+pub const MAX_HEADERS: usize = 32;
+/// Largest body we accept.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The request target as sent: path and query, `/updates?after=3`.
+    pub target: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+impl Request {
+    pub fn get(target: &str, host: &str) -> Request {
+        Request {
+            method: "GET".into(),
+            target: target.into(),
+            minor_version: 1,
+            headers: vec![("Host".into(), host.into())],
+            body: Vec::new(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    /// The value of query parameter `name`, undecoded (our values are numbers).
+    pub fn query(&self, name: &str) -> Option<&str> {
+        let (_, query) = self.target.split_once('?')?;
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Does the client want the connection kept open after the response?
+    /// HTTP/1.1 defaults to yes, HTTP/1.0 to no; `Connection` overrides.
+    pub fn keep_alive(&self) -> bool {
+        match self.header("connection").map(|v| v.to_ascii_lowercase()) {
+            Some(v) if v.split(',').any(|t| t.trim() == "close") => false,
+            Some(v) if v.split(',').any(|t| t.trim() == "keep-alive") => true,
+            _ => self.minor_version == 1,
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!("{} {} HTTP/1.{}\r\n", self.method, self.target, self.minor_version);
+        for (n, v) in &self.headers {
+            out.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if !self.body.is_empty() {
+            out.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+
+    /// How the trace names this message: its request line.
+    pub fn summary(&self) -> String {
+        format!("{} {}", self.method, self.target)
+    }
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            reason: reason_phrase(status).into(),
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body,
+        }
+    }
+
+    /// A short plain-text error answer; the connection is closed after it.
+    pub fn error(status: u16, why: &str) -> Response {
+        let mut r = Response::new(status, "text/plain", format!("{why}\n").into_bytes());
+        r.headers.push(("Connection".into(), "close".into()));
+        r
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason);
+        for (n, v) in &self.headers {
+            out.push_str(&format!("{n}: {v}\r\n"));
+        }
+        out.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
+
+    pub fn summary(&self) -> String {
+        format!("{} {}", self.status, self.reason)
+    }
+}
+
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Why a message could not be read. The first four are the peer's fault and
+/// map to an HTTP status; the rest are the network's.
+#[derive(Debug)]
+pub enum HttpError {
+    /// Not HTTP/1.1 as RFC 9112 writes it: answer `400`.
+    Malformed(String),
+    /// The head is over `MAX_HEAD_BYTES` or has over `MAX_HEADERS` fields: `431`.
+    HeadTooLarge,
+    /// The declared body is over `MAX_BODY_BYTES`: `413`.
+    BodyTooLarge,
+    /// A `Transfer-Encoding` we do not implement: `501`.
+    Unsupported(String),
+    /// The peer closed the connection part-way through a message.
+    UnexpectedEof,
+    Io(io::Error),
+}
+
+impl HttpError {
+    /// The status a server answers this error with, if it is the peer's fault.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::Malformed(_) => Some(400),
+            HttpError::HeadTooLarge => Some(431),
+            HttpError::BodyTooLarge => Some(413),
+            HttpError::Unsupported(_) => Some(501),
+            HttpError::UnexpectedEof | HttpError::Io(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::Malformed(why) => write!(f, "malformed message: {why}"),
+            HttpError::HeadTooLarge => write!(
+                f,
+                "head larger than {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} fields"
+            ),
+            HttpError::BodyTooLarge => write!(f, "body larger than {MAX_BODY_BYTES} bytes"),
+            HttpError::Unsupported(what) => write!(f, "unsupported: {what}"),
+            HttpError::UnexpectedEof => write!(f, "connection closed mid-message"),
+            HttpError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+impl From<io::Error> for HttpError {
+    fn from(e: io::Error) -> Self {
+        HttpError::Io(e)
+    }
+}
+
+/// The network's dice for `network.loss`, shared by every connection of a host
+/// and seeded from the scenario, so the same seed loses the same messages.
+#[derive(Clone)]
+pub struct Loss {
+    pub probability: f64,
+    pub rng: Rc<RefCell<ChaCha8Rng>>,
+}
+
+impl Loss {
+    pub fn none() -> Loss {
+        use rand::SeedableRng;
+        Loss {
+            probability: 0.0,
+            rng: Rc::new(RefCell::new(ChaCha8Rng::seed_from_u64(0))),
+        }
+    }
+
+    fn strikes(&self) -> bool {
+        // Drawing only when loss is on keeps lossless runs independent of it.
+        self.probability > 0.0 && self.rng.borrow_mut().random_bool(self.probability)
+    }
+}
+
+/// One end of a TCP connection, speaking HTTP/1.1 and recording every message.
+pub struct Conn<S> {
+    stream: S,
+    /// Bytes read from the stream but not yet consumed by a message.
+    buf: Vec<u8>,
+    /// The connection's name in the trace, the same at both ends:
+    /// `client-1:49153>server:80`.
+    pub name: String,
+    /// The direction of messages this end sends.
+    outgoing: Dir,
+    sent: u32,
+    received: u32,
+    trace: HostTrace,
+    loss: Loss,
+    /// Set once the network has "lost" a message: the connection is dead.
+    broken: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// `outgoing` is `Up` for the end that opened the connection.
+    pub fn new(stream: S, name: String, outgoing: Dir, trace: HostTrace, loss: Loss) -> Conn<S> {
+        Conn {
+            stream,
+            buf: Vec::with_capacity(1024),
+            name,
+            outgoing,
+            sent: 0,
+            received: 0,
+            trace,
+            loss,
+            broken: false,
+        }
+    }
+
+    fn incoming(&self) -> Dir {
+        match self.outgoing {
+            Dir::Up => Dir::Down,
+            Dir::Down => Dir::Up,
+        }
+    }
+
+    /// Writes one whole message and records it. If `network.loss` strikes, the
+    /// message is recorded as lost, nothing is written, and the connection is
+    /// dead from now on: the caller drops it, and the peer sees it close.
+    pub async fn send(
+        &mut self,
+        bytes: &[u8],
+        what: String,
+        events: Option<u32>,
+        retry: bool,
+    ) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "connection already broken"));
+        }
+        self.sent += 1;
+        let lost = self.loss.strikes();
+        self.trace.record(Event::Send {
+            conn: self.name.clone(),
+            dir: self.outgoing,
+            seq: self.sent,
+            what,
+            bytes: bytes.len() as u64,
+            events,
+            lost,
+            retry,
+        });
+        if lost {
+            self.broken = true;
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "message lost: the network broke the connection",
+            ));
+        }
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    fn record_received(&mut self, what: String, bytes: usize, events: Option<u32>) {
+        self.received += 1;
+        self.trace.record(Event::Recv {
+            conn: self.name.clone(),
+            dir: self.incoming(),
+            seq: self.received,
+            what,
+            bytes: bytes as u64,
+            events,
+        });
+    }
+
+    /// Reads more bytes into `buf`. `Ok(false)` is a clean end of stream.
+    async fn fill(&mut self) -> io::Result<bool> {
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).await?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n > 0)
+    }
+
+    /// Reads the next request. `Ok(None)` is the client closing the connection
+    /// between requests, which is how keep-alive connections normally end.
+    pub async fn read_request(&mut self) -> Result<Option<Request>, HttpError> {
+        loop {
+            if let Some((head_len, mut request, body_len)) = parse_request_head(&self.buf)? {
+                let body = self.read_body(head_len, body_len).await?;
+                request.body = body;
+                let total = head_len + body_len;
+                self.record_received(request.summary(), total, None);
+                return Ok(Some(request));
+            }
+            if !self.fill().await? {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(HttpError::UnexpectedEof)
+                };
+            }
+        }
+    }
+
+    /// Reads the next response, whole. `events` is filled in by the caller's
+    /// `count_events` so the trace can tell empty answers from full ones.
+    pub async fn read_response(
+        &mut self,
+        count_events: impl Fn(&Response) -> Option<u32>,
+    ) -> Result<Response, HttpError> {
+        loop {
+            if let Some((head_len, mut response, body_len)) = parse_response_head(&self.buf)? {
+                response.body = self.read_body(head_len, body_len).await?;
+                let events = count_events(&response);
+                self.record_received(response.summary(), head_len + body_len, events);
+                return Ok(response);
+            }
+            if !self.fill().await? {
+                return Err(HttpError::UnexpectedEof);
+            }
+        }
+    }
+
+    /// Waits until `head_len + body_len` bytes are buffered, then takes them.
+    async fn read_body(&mut self, head_len: usize, body_len: usize) -> Result<Vec<u8>, HttpError> {
+        while self.buf.len() < head_len + body_len {
+            if !self.fill().await? {
+                return Err(HttpError::UnexpectedEof);
+            }
+        }
+        let body = self.buf[head_len..head_len + body_len].to_vec();
+        self.buf.drain(..head_len + body_len);
+        Ok(body)
+    }
+
+    pub async fn send_request(&mut self, request: &Request, retry: bool) -> io::Result<()> {
+        self.send(&request.to_bytes(), request.summary(), None, retry).await
+    }
+
+    pub async fn send_response(&mut self, response: &Response, events: Option<u32>) -> io::Result<()> {
+        self.send(&response.to_bytes(), response.summary(), events, false).await
+    }
+
+    /// Closes this end and records why.
+    pub async fn close(mut self, reason: &str) {
+        // A failed shutdown means the peer is already gone: nothing to do.
+        let _ = self.stream.shutdown().await;
+        self.trace.record(Event::Close {
+            conn: self.name.clone(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Records the close of a connection that is being dropped without a
+    /// shutdown (it failed, or the network broke it).
+    pub fn abandon(self, reason: &str) {
+        self.trace.record(Event::Close {
+            conn: self.name.clone(),
+            reason: reason.to_string(),
+        });
+    }
+}
+
+fn header_value(h: &httparse::Header) -> Result<String, HttpError> {
+    std::str::from_utf8(h.value)
+        .map(|v| v.trim().to_string())
+        .map_err(|_| HttpError::Malformed(format!("header {} is not valid text", h.name)))
+}
+
+/// The body length a head declares. No `Content-Length` means no body (we
+/// never send requests with chunked bodies, and refuse them with `501`).
+fn body_length(headers: &[(String, String)]) -> Result<usize, HttpError> {
+    if let Some(te) = find_header(headers, "transfer-encoding") {
+        if find_header(headers, "content-length").is_some() {
+            // RFC 9112 section 6.1: both at once is how request smuggling starts.
+            return Err(HttpError::Malformed(
+                "both Transfer-Encoding and Content-Length".into(),
+            ));
+        }
+        return Err(HttpError::Unsupported(format!("Transfer-Encoding: {te}")));
+    }
+    let lengths: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let Some(first) = lengths.first() else {
+        return Ok(0);
+    };
+    if lengths.iter().any(|l| l != first) {
+        return Err(HttpError::Malformed("conflicting Content-Length headers".into()));
+    }
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HttpError::Malformed(format!("Content-Length {first:?} is not a number")));
+    }
+    let n: usize = first.parse().map_err(|_| HttpError::BodyTooLarge)?;
+    if n > MAX_BODY_BYTES {
+        return Err(HttpError::BodyTooLarge);
+    }
+    Ok(n)
+}
+
+/// Parses a request head from the start of `buf`: `Ok(None)` until the blank
+/// line has arrived, then the head's length, the request and the body length.
+pub fn parse_request_head(buf: &[u8]) -> Result<Option<(usize, Request, usize)>, HttpError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut slots);
+    let status = match parsed.parse(buf) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
+        Err(e) => return Err(HttpError::Malformed(e.to_string())),
+    };
+    let head_len = match status {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => {
+            if buf.len() > MAX_HEAD_BYTES {
+                return Err(HttpError::HeadTooLarge);
+            }
+            return Ok(None);
+        }
+    };
+    if head_len > MAX_HEAD_BYTES {
+        return Err(HttpError::HeadTooLarge);
+    }
+    // httparse fills every field of a complete head.
+    let method = parsed.method.unwrap_or_default().to_string();
+    let target = parsed.path.unwrap_or_default().to_string();
+    let minor_version = parsed.version.unwrap_or(1);
+    let headers = parsed
+        .headers
+        .iter()
+        .map(|h| Ok((h.name.to_string(), header_value(h)?)))
+        .collect::<Result<Vec<_>, HttpError>>()?;
+    if !target.starts_with('/') {
+        return Err(HttpError::Malformed(format!("request target {target:?} is not a path")));
+    }
+    // RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request
+    // without exactly one Host header.
+    let hosts = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("host")).count();
+    if minor_version == 1 && hosts != 1 {
+        return Err(HttpError::Malformed("HTTP/1.1 needs exactly one Host header".into()));
+    }
+    let body_len = body_length(&headers)?;
+    Ok(Some((
+        head_len,
+        Request {
+            method,
+            target,
+            minor_version,
+            headers,
+            body: Vec::new(),
+        },
+        body_len,
+    )))
+}
+
+/// Parses a response head, like `parse_request_head`.
+pub fn parse_response_head(buf: &[u8]) -> Result<Option<(usize, Response, usize)>, HttpError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let status = match parsed.parse(buf) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
+        Err(e) => return Err(HttpError::Malformed(e.to_string())),
+    };
+    let head_len = match status {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => {
+            if buf.len() > MAX_HEAD_BYTES {
+                return Err(HttpError::HeadTooLarge);
+            }
+            return Ok(None);
+        }
+    };
+    if head_len > MAX_HEAD_BYTES {
+        return Err(HttpError::HeadTooLarge);
+    }
+    let headers = parsed
+        .headers
+        .iter()
+        .map(|h| Ok((h.name.to_string(), header_value(h)?)))
+        .collect::<Result<Vec<_>, HttpError>>()?;
+    let status = parsed.code.unwrap_or(0);
+    // 1xx, 204 and 304 never have a body (RFC 9112 section 6.3).
+    let body_len = if status < 200 || status == 204 || status == 304 {
+        0
+    } else {
+        body_length(&headers)?
+    };
+    Ok(Some((
+        head_len,
+        Response {
+            status,
+            reason: parsed.reason.unwrap_or_default().to_string(),
+            headers,
+            body: Vec::new(),
+        },
+        body_len,
+    )))
+}

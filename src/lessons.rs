@@ -1,0 +1,39 @@
+//! The lessons' scenario files, by name.
+//!
+//! The files live in `lessons/` and are also compiled into the binary, so
+//! `pushpull run short_polling` works from any directory. A path to a `.toml`
+//! file works too: copy a lesson, change it, run your copy.
+
+use crate::scenario::{Scenario, ScenarioError};
+use std::path::Path;
+
+/// Every lesson: its name and the text of its scenario file.
+pub const LESSONS: &[(&str, &str)] = &[(
+    "short_polling",
+    include_str!("../lessons/short_polling.toml"),
+)];
+
+/// Finds a scenario by lesson name or file path and applies the overrides.
+pub fn load(name_or_path: &str, overrides: &[String]) -> Result<Scenario, String> {
+    let text = if let Some((_, text)) = LESSONS.iter().find(|(n, _)| *n == name_or_path) {
+        text.to_string()
+    } else if Path::new(name_or_path).is_file() {
+        std::fs::read_to_string(name_or_path)
+            .map_err(|e| format!("cannot read {name_or_path}: {e}"))?
+    } else {
+        let names: Vec<&str> = LESSONS.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "{name_or_path:?} is neither a lesson ({}) nor a .toml file",
+            names.join(", ")
+        ));
+    };
+    Scenario::from_toml(&text, overrides).map_err(|e: ScenarioError| {
+        format!("{name_or_path}: {e}")
+    })
+}
+
+/// A lesson's scenario with overrides; panics on error, for lesson tests.
+pub fn lesson(name: &str, overrides: &[&str]) -> Scenario {
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    load(name, &overrides).unwrap_or_else(|e| panic!("{e}"))
+}

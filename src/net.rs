@@ -1,0 +1,117 @@
+//! Plumbing shared by every mechanism: opening and accepting traced
+//! connections on turmoil's simulated TCP, and the server's event log.
+//!
+//! Nothing here is specific to a mechanism; the mechanism modules are where
+//! the lesson is.
+
+use crate::http::{Conn, Loss};
+use crate::trace::{Dir, Event, HostTrace};
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use turmoil::net::{TcpListener, TcpStream};
+
+/// The port every server in the sandbox listens on.
+pub const SERVER_PORT: u16 = 80;
+
+/// What a host needs to talk on the network: its trace handle and its loss dice.
+#[derive(Clone)]
+pub struct HostNet {
+    pub trace: HostTrace,
+    pub loss: Loss,
+}
+
+/// `client-1:49153`: a socket address with the host's name instead of its IP,
+/// so that trace lines read like the diagram.
+fn named(addr: SocketAddr) -> String {
+    let host = turmoil::reverse_lookup(addr.ip()).unwrap_or_else(|| addr.ip().to_string());
+    format!("{host}:{}", addr.port())
+}
+
+impl HostNet {
+    /// Opens a connection to `host:port`, recording it (or the failure).
+    pub async fn connect(&self, host: &str, port: u16, reconnect: bool) -> io::Result<Conn<TcpStream>> {
+        match TcpStream::connect((host, port)).await {
+            Ok(stream) => {
+                let name = format!("{}>{}", named(stream.local_addr()?), named(stream.peer_addr()?));
+                self.trace.record(Event::Connect {
+                    conn: name.clone(),
+                    reconnect,
+                });
+                Ok(Conn::new(stream, name, Dir::Up, self.trace.clone(), self.loss.clone()))
+            }
+            Err(e) => {
+                self.trace.record(Event::ConnectFailed {
+                    target: format!("{host}:{port}"),
+                    reason: e.kind().to_string(),
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the next connection on `listener`, recording it.
+    pub async fn accept(&self, listener: &TcpListener) -> io::Result<Conn<TcpStream>> {
+        let (stream, peer) = listener.accept().await?;
+        let name = format!("{}>{}", named(peer), named(stream.local_addr()?));
+        self.trace.record(Event::Accept { conn: name.clone() });
+        Ok(Conn::new(stream, name, Dir::Down, self.trace.clone(), self.loss.clone()))
+    }
+}
+
+/// One application event: what the server has to tell its clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppEvent {
+    /// 1, 2, 3, ... in publication order. Clients use it as their cursor.
+    pub id: u64,
+    pub data: String,
+}
+
+/// The server's event log. It lives outside the server process, like a
+/// database would, so it survives a server crash and restart; the server reads
+/// it, the run loop appends to it at the scheduled times.
+#[derive(Clone, Default)]
+pub struct EventLog {
+    events: Rc<RefCell<Vec<AppEvent>>>,
+    /// Wakes whoever waits for new events (long polling, streams).
+    published: Rc<tokio::sync::Notify>,
+}
+
+impl EventLog {
+    pub fn append(&self, data: String) -> u64 {
+        let mut events = self.events.borrow_mut();
+        let id = events.len() as u64 + 1;
+        events.push(AppEvent { id, data });
+        self.published.notify_waiters();
+        id
+    }
+
+    /// Events with `id > after`, at most `limit` of them.
+    pub fn after(&self, after: u64, limit: usize) -> Vec<AppEvent> {
+        let events = self.events.borrow();
+        let start = (after as usize).min(events.len());
+        events[start..].iter().take(limit).cloned().collect()
+    }
+
+    pub fn last_id(&self) -> u64 {
+        self.events.borrow().len() as u64
+    }
+
+    /// Resolves at the next `append`.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.published.notified()
+    }
+}
+
+/// The payload of event `id`: `payload_bytes` of readable text, so that a
+/// learner reading a trace or a wire dump can tell events apart.
+pub fn payload(id: u64, payload_bytes: u32) -> String {
+    let mut s = format!("event {id} ");
+    let n = payload_bytes as usize;
+    while s.len() < n {
+        s.push('.');
+    }
+    s.truncate(n);
+    s
+}

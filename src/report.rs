@@ -1,0 +1,332 @@
+//! The report: the numbers of one run, computed from its trace and nothing else.
+//!
+//! `Metrics` watches the trace records go by (so a ten-minute run with a
+//! million messages never holds them all in memory); `Report` is what is left
+//! at the end, printed as an aligned table or as JSON with fixed field names.
+
+use crate::scenario::Scenario;
+use crate::trace::{Dir, Event, Record};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Running totals over the trace. Which host plays which role comes from its
+/// name: `server`, `client-N`; everything else (proxies) is in between.
+#[derive(Default)]
+pub struct Metrics {
+    clients: u32,
+    published: u64,
+    /// Publication time of event `id`, at index `id - 1`.
+    publish_t_us: Vec<u64>,
+    /// Per client: which events it has delivered, and the highest so far.
+    delivered_by_client: Vec<(Vec<bool>, u64)>,
+    delivered: u64,
+    duplicated: u64,
+    out_of_order: u64,
+    latencies_us: Vec<u64>,
+    requests: u64,
+    empty_responses: u64,
+    bytes_up: u64,
+    bytes_down: u64,
+    connections_opened: u64,
+    reconnects: u64,
+    retries: u64,
+    open_at_server: u64,
+    peak_connections: u64,
+}
+
+fn is_client(host: &str) -> bool {
+    host.starts_with("client-")
+}
+
+impl Metrics {
+    pub fn new(clients: u32) -> Metrics {
+        Metrics {
+            clients,
+            delivered_by_client: vec![(Vec::new(), 0); clients as usize],
+            ..Default::default()
+        }
+    }
+
+    pub fn observe(&mut self, r: &Record) {
+        match &r.event {
+            Event::Publish { event } => {
+                self.published += 1;
+                let index = (*event as usize).saturating_sub(1);
+                if self.publish_t_us.len() <= index {
+                    self.publish_t_us.resize(index + 1, 0);
+                }
+                self.publish_t_us[index] = r.t_us;
+            }
+            Event::Deliver { client, event } => {
+                let Some((seen, highest)) = self
+                    .delivered_by_client
+                    .get_mut((*client as usize).wrapping_sub(1))
+                else {
+                    return;
+                };
+                let index = (*event as usize).saturating_sub(1);
+                if seen.len() <= index {
+                    seen.resize(index + 1, false);
+                }
+                if seen[index] {
+                    self.duplicated += 1;
+                    return;
+                }
+                seen[index] = true;
+                self.delivered += 1;
+                if *event < *highest {
+                    self.out_of_order += 1;
+                }
+                *highest = (*highest).max(*event);
+                if let Some(published) = self.publish_t_us.get(index) {
+                    self.latencies_us.push(r.t_us.saturating_sub(*published));
+                }
+            }
+            Event::Send {
+                dir: Dir::Up,
+                bytes,
+                lost,
+                retry,
+                ..
+            } if is_client(&r.host) => {
+                self.requests += 1;
+                if *retry {
+                    self.retries += 1;
+                }
+                if !lost {
+                    self.bytes_up += bytes;
+                }
+            }
+            Event::Recv {
+                dir: Dir::Down,
+                bytes,
+                events,
+                ..
+            } if is_client(&r.host) => {
+                self.bytes_down += bytes;
+                if *events == Some(0) {
+                    self.empty_responses += 1;
+                }
+            }
+            Event::Connect { reconnect, .. } if is_client(&r.host) => {
+                self.connections_opened += 1;
+                if *reconnect {
+                    self.reconnects += 1;
+                }
+            }
+            Event::Accept { .. } if r.host == "server" => {
+                self.open_at_server += 1;
+                self.peak_connections = self.peak_connections.max(self.open_at_server);
+            }
+            Event::Close { .. } if r.host == "server" => {
+                self.open_at_server = self.open_at_server.saturating_sub(1);
+            }
+            Event::Fault { kind, hosts } if kind == "crash" && hosts.iter().any(|h| h == "server") => {
+                // A crashed process holds no connections any more.
+                self.open_at_server = 0;
+            }
+            _ => {}
+        }
+    }
+
+    pub fn into_report(mut self, scenario: &Scenario, trace_hash: String) -> Report {
+        self.latencies_us.sort_unstable();
+        let latency_ms = LatencyMs::from_sorted_micros(&self.latencies_us);
+        let expected = self.published * self.clients as u64;
+        Report {
+            mechanism: scenario.mechanism.name().to_string(),
+            seed: scenario.seed,
+            scenario: serde_json::to_value(scenario).expect("a Scenario always serializes"),
+            trace_hash,
+            published: self.published,
+            delivered: self.delivered,
+            lost: expected.saturating_sub(self.delivered),
+            duplicated: self.duplicated,
+            out_of_order: self.out_of_order,
+            latency_ms,
+            requests: self.requests,
+            empty_responses: self.empty_responses,
+            bytes_up: self.bytes_up,
+            bytes_down: self.bytes_down,
+            connections_opened: self.connections_opened,
+            reconnects: self.reconnects,
+            retries: self.retries,
+            peak_connections: self.peak_connections,
+        }
+    }
+}
+
+/// Delivery latency, from publication at the server to hand-over to the
+/// client's application, in milliseconds of simulated time. `null` when
+/// nothing was delivered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyMs {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl LatencyMs {
+    /// Nearest-rank percentiles: the smallest value with at least p% of the
+    /// samples at or below it. Always a latency that really happened.
+    pub fn from_sorted_micros(sorted: &[u64]) -> LatencyMs {
+        let pick = |p: f64| -> Option<f64> {
+            if sorted.is_empty() {
+                return None;
+            }
+            let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+            Some(sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0)
+        };
+        LatencyMs {
+            p50: pick(50.0),
+            p95: pick(95.0),
+            p99: pick(99.0),
+            max: sorted.last().map(|m| *m as f64 / 1000.0),
+        }
+    }
+}
+
+/// One run's report. The JSON field names are a contract: later mechanisms add
+/// fields, they never rename these.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub mechanism: String,
+    pub seed: u64,
+    /// The resolved scenario: every parameter, defaults filled in.
+    pub scenario: serde_json::Value,
+    pub trace_hash: String,
+    pub published: u64,
+    /// Distinct (client, event) pairs handed to client applications.
+    pub delivered: u64,
+    /// published x clients - delivered: what some client never got.
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    pub latency_ms: LatencyMs,
+    /// HTTP requests sent by clients (retries included).
+    pub requests: u64,
+    /// Responses that reached a client carrying no event.
+    pub empty_responses: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub connections_opened: u64,
+    pub reconnects: u64,
+    pub retries: u64,
+    /// Most connections open at the server at once.
+    pub peak_connections: u64,
+}
+
+fn ms(v: Option<f64>) -> String {
+    match v {
+        Some(v) => format!("{v:.1} ms"),
+        None => "-".to_string(),
+    }
+}
+
+impl Report {
+    /// The aligned, human-readable form (`--format table`).
+    pub fn to_table(&self) -> String {
+        let clients = self.scenario["workload"]["clients"].as_u64().unwrap_or(0);
+        let rows: Vec<(&str, String)> = vec![
+            ("mechanism", self.mechanism.clone()),
+            ("seed", self.seed.to_string()),
+            ("trace_hash", self.trace_hash[..16.min(self.trace_hash.len())].to_string()),
+            ("published", format!("{} events", self.published)),
+            (
+                "delivered",
+                format!("{} of {} ({} events x {} clients)", self.delivered, self.published * clients, self.published, clients),
+            ),
+            ("lost", self.lost.to_string()),
+            ("duplicated", self.duplicated.to_string()),
+            ("out_of_order", self.out_of_order.to_string()),
+            ("latency p50", ms(self.latency_ms.p50)),
+            ("latency p95", ms(self.latency_ms.p95)),
+            ("latency p99", ms(self.latency_ms.p99)),
+            ("latency max", ms(self.latency_ms.max)),
+            ("requests", self.requests.to_string()),
+            ("empty_responses", {
+                let pct = if self.requests > 0 {
+                    format!(" ({:.0}% of requests)", 100.0 * self.empty_responses as f64 / self.requests as f64)
+                } else {
+                    String::new()
+                };
+                format!("{}{pct}", self.empty_responses)
+            }),
+            ("bytes_up", format!("{} B", self.bytes_up)),
+            ("bytes_down", format!("{} B", self.bytes_down)),
+            ("connections_opened", self.connections_opened.to_string()),
+            ("reconnects", self.reconnects.to_string()),
+            ("retries", self.retries.to_string()),
+            ("peak_connections", self.peak_connections.to_string()),
+        ];
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (k, v) in rows {
+            out.push_str(&format!("{k:<width$}  {v}\n"));
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a Report always serializes")
+    }
+}
+
+/// Several reports side by side, one row per mechanism (`pushpull compare`).
+pub fn comparison_table(reports: &[Report]) -> String {
+    let header = [
+        "mechanism", "requests", "empty", "p50 ms", "p99 ms", "max ms", "bytes up", "bytes down",
+        "peak conns", "lost", "dup",
+    ];
+    let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            vec![
+                r.mechanism.clone(),
+                r.requests.to_string(),
+                r.empty_responses.to_string(),
+                f(r.latency_ms.p50),
+                f(r.latency_ms.p99),
+                f(r.latency_ms.max),
+                r.bytes_up.to_string(),
+                r.bytes_down.to_string(),
+                r.peak_connections.to_string(),
+                r.lost.to_string(),
+                r.duplicated.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, c) in row.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == 0 {
+                s.push_str(&format!("{c:<w$}", w = widths[i]));
+            } else {
+                s.push_str(&format!("  {c:>w$}", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|s| s.to_string()).collect());
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+/// Counts by key, in key order; used by the lessons to summarise traces.
+pub fn count_by<K: Ord>(items: impl IntoIterator<Item = K>) -> BTreeMap<K, usize> {
+    let mut m = BTreeMap::new();
+    for k in items {
+        *m.entry(k).or_insert(0) += 1;
+    }
+    m
+}

@@ -1,0 +1,266 @@
+//! Short polling: the client asks "anything new?" every `interval`, and the
+//! server answers at once, usually with nothing.
+//!
+//! One poll on the wire, with the client's cursor (the last event id it has):
+//!
+//! ```text
+//! GET /updates?after=3 HTTP/1.1\r\n
+//! Host: server\r\n
+//! Accept: application/json\r\n
+//! \r\n
+//! ```
+//! and the usual answer, empty:
+//! ```text
+//! HTTP/1.1 200 OK\r\n
+//! Content-Type: application/json\r\n
+//! Content-Length: 26\r\n
+//! \r\n
+//! {"events":[],"more":false}
+//! ```
+//!
+//! The trade-off: the server stays trivially simple (no request is ever held,
+//! no connection outlives its poll by design), but an event waits for the next
+//! poll, on average half an interval, and every poll costs a round trip and a
+//! few hundred bytes whether or not anything happened.
+//!
+//! The parts a production client needs and a tutorial often skips are all
+//! here: a cursor so no event is missed or repeated, a timeout on every
+//! request, and exponential backoff so a server that is down is not hammered.
+
+use crate::http::{Conn, HttpError, Request, Response};
+use crate::net::{EventLog, SERVER_PORT};
+use crate::sim::{ClientCtx, ServerCtx};
+use crate::trace::Event;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use turmoil::net::{TcpListener, TcpStream};
+
+/// At most this many events go in one answer; the client asks again at once
+/// when `more` says there are others (so a client back from a long outage
+/// catches up in pages instead of one giant response).
+pub const MAX_EVENTS_PER_ANSWER: usize = 100;
+
+/// The JSON body of an answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Batch {
+    pub events: Vec<WireEvent>,
+    /// True when events after these were left out (see `MAX_EVENTS_PER_ANSWER`).
+    pub more: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireEvent {
+    pub id: u64,
+    pub data: String,
+}
+
+// ANCHOR: server
+/// The server: accept connections, answer every poll at once.
+pub async fn server(ctx: ServerCtx) -> turmoil::Result {
+    let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
+    loop {
+        let conn = ctx.net.accept(&listener).await?;
+        // One task per connection, as any HTTP server does. `spawn_local`
+        // because a turmoil host runs on one thread.
+        tokio::task::spawn_local(serve_connection(
+            conn,
+            ctx.log.clone(),
+            ctx.scenario.short_polling.server_idle_timeout.to_std(),
+        ));
+    }
+}
+
+/// Answers the polls that arrive on one connection, until the client closes
+/// it, goes quiet for `idle_timeout`, or sends something that is not HTTP.
+async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, idle_timeout: Duration) {
+    loop {
+        let request = match timeout(idle_timeout, conn.read_request()).await {
+            // Servers close idle keep-alive connections so that clients that
+            // vanished (a cut cable sends no FIN) do not hold them forever.
+            Err(_) => return conn.close("idle timeout").await,
+            Ok(Ok(None)) => return conn.close("client closed").await,
+            Ok(Ok(Some(request))) => request,
+            Ok(Err(e)) => {
+                if let Some(status) = e.status() {
+                    // The peer's bytes were wrong: say so, then hang up.
+                    let _ = conn.send_response(&Response::error(status, &e.to_string()), None).await;
+                    return conn.close(&format!("sent {status}")).await;
+                }
+                return conn.abandon(&e.to_string());
+            }
+        };
+        let (response, events) = answer_poll(&request, &log);
+        let keep_open = request.keep_alive() && response.status == 200;
+        if conn.send_response(&response, events).await.is_err() {
+            return conn.abandon("write failed");
+        }
+        if !keep_open {
+            return conn.close("done").await;
+        }
+    }
+}
+
+/// The whole of the server's logic: the events after the client's cursor, now.
+fn answer_poll(request: &Request, log: &EventLog) -> (Response, Option<u32>) {
+    if request.path() != "/updates" {
+        return (Response::error(404, "try GET /updates?after=<id>"), None);
+    }
+    if request.method != "GET" {
+        let mut r = Response::error(405, "only GET");
+        r.headers.push(("Allow".into(), "GET".into()));
+        return (r, None);
+    }
+    let after = match request.query("after").map(str::parse::<u64>) {
+        None => 0,
+        Some(Ok(after)) => after,
+        Some(Err(_)) => return (Response::error(400, "after must be an event id"), None),
+    };
+    let mut events = log.after(after, MAX_EVENTS_PER_ANSWER + 1);
+    let more = events.len() > MAX_EVENTS_PER_ANSWER;
+    events.truncate(MAX_EVENTS_PER_ANSWER);
+    let batch = Batch {
+        more,
+        events: events
+            .into_iter()
+            .map(|e| WireEvent { id: e.id, data: e.data })
+            .collect(),
+    };
+    let count = batch.events.len() as u32;
+    let body = serde_json::to_vec(&batch).expect("a Batch always serializes");
+    (Response::new(200, "application/json", body), Some(count))
+}
+// ANCHOR_END: server
+
+// ANCHOR: client
+/// One client: poll, hand new events to the application, wait, repeat.
+pub async fn client(ctx: ClientCtx) {
+    let params = &ctx.scenario.short_polling;
+    // The id of the last event this client has. It is the whole of the
+    // client's state that matters: with it, no outage can lose an event and no
+    // retry can deliver one twice.
+    let mut cursor = 0;
+    let mut conn: Option<Conn<TcpStream>> = None;
+    let mut failures = 0u32;
+    ctx.wait_to_join().await;
+    loop {
+        let started = Instant::now();
+        // The timeout covers connecting, sending and reading: a request that
+        // crossed a cut cable never gets an answer, and only a timer notices.
+        let outcome = timeout(
+            params.request_timeout.to_std(),
+            poll_once(&ctx, &mut conn, cursor, failures > 0),
+        )
+        .await
+        .unwrap_or_else(|_| Err(PollError::Timeout));
+        match outcome {
+            Ok(batch) => {
+                failures = 0;
+                for event in batch.events {
+                    // Only ids after the cursor are new; anything else would
+                    // be a duplicate (this server never sends one, but a
+                    // client should not trust that).
+                    if event.id > cursor {
+                        ctx.deliver(event.id);
+                        cursor = event.id;
+                    }
+                }
+                if batch.more {
+                    continue; // catching up: ask again right away
+                }
+                // Poll on a fixed schedule: `interval` from the start of this
+                // poll, like `setInterval`, not `interval` after its answer.
+                sleep_until(started + params.interval.to_std()).await;
+            }
+            Err(error) => {
+                ctx.net.trace.record(Event::Error {
+                    client: ctx.id,
+                    what: error.to_string(),
+                });
+                // Whatever state the connection is in, it cannot be trusted.
+                if let Some(c) = conn.take() {
+                    c.abandon(&error.to_string());
+                }
+                failures += 1;
+                sleep(ctx.backoff(failures, params.backoff_initial, params.backoff_max)).await;
+            }
+        }
+    }
+}
+
+/// One request and its answer, on the open connection or a new one.
+async fn poll_once(
+    ctx: &ClientCtx,
+    conn: &mut Option<Conn<TcpStream>>,
+    cursor: u64,
+    retry: bool,
+) -> Result<Batch, PollError> {
+    let keep_alive = ctx.scenario.short_polling.keep_alive;
+    if conn.is_none() {
+        *conn = Some(ctx.net.connect(&ctx.upstream, SERVER_PORT, retry).await?);
+    }
+    let c = conn.as_mut().expect("just set");
+    let mut request = Request::get(&format!("/updates?after={cursor}"), "server");
+    request.headers.push(("Accept".into(), "application/json".into()));
+    if !keep_alive {
+        request.headers.push(("Connection".into(), "close".into()));
+    }
+    c.send_request(&request, retry).await?;
+    let response = c.read_response(count_events).await?;
+    if response.status != 200 {
+        return Err(PollError::Status(response.status));
+    }
+    let batch: Batch = serde_json::from_slice(&response.body).map_err(|_| PollError::BadBody)?;
+    if !keep_alive || response.header("connection") == Some("close") {
+        if let Some(c) = conn.take() {
+            c.close("done").await;
+        }
+    }
+    Ok(batch)
+}
+// ANCHOR_END: client
+
+/// How many events an answer carries, for the trace (empty answers are the
+/// cost of short polling, so the report counts them).
+pub fn count_events(response: &Response) -> Option<u32> {
+    if response.status != 200 {
+        return None;
+    }
+    serde_json::from_slice::<Batch>(&response.body)
+        .ok()
+        .map(|b| b.events.len() as u32)
+}
+
+/// Why a poll failed. Every one of them leads to the same thing: back off, retry.
+#[derive(Debug)]
+pub enum PollError {
+    Timeout,
+    Io(std::io::Error),
+    Http(HttpError),
+    Status(u16),
+    BadBody,
+}
+
+impl std::fmt::Display for PollError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PollError::Timeout => write!(f, "request timeout"),
+            PollError::Io(e) => write!(f, "{e}"),
+            PollError::Http(e) => write!(f, "{e}"),
+            PollError::Status(s) => write!(f, "status {s}"),
+            PollError::BadBody => write!(f, "answer is not a JSON batch"),
+        }
+    }
+}
+
+impl From<std::io::Error> for PollError {
+    fn from(e: std::io::Error) -> Self {
+        PollError::Io(e)
+    }
+}
+
+impl From<HttpError> for PollError {
+    fn from(e: HttpError) -> Self {
+        PollError::Http(e)
+    }
+}
