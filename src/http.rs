@@ -107,7 +107,10 @@ impl Request {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!("{} {} HTTP/1.{}\r\n", self.method, self.target, self.minor_version);
+        let mut out = format!(
+            "{} {} HTTP/1.{}\r\n",
+            self.method, self.target, self.minor_version
+        );
         for (n, v) in &self.headers {
             out.push_str(&format!("{n}: {v}\r\n"));
         }
@@ -312,7 +315,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         retry: bool,
     ) -> io::Result<()> {
         if self.broken {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "connection already broken"));
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "connection already broken",
+            ));
         }
         self.sent += 1;
         let lost = self.loss.strikes();
@@ -410,11 +416,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     pub async fn send_request(&mut self, request: &Request, retry: bool) -> io::Result<()> {
-        self.send(&request.to_bytes(), request.summary(), None, retry).await
+        self.send(&request.to_bytes(), request.summary(), None, retry)
+            .await
     }
 
-    pub async fn send_response(&mut self, response: &Response, events: Option<u32>) -> io::Result<()> {
-        self.send(&response.to_bytes(), response.summary(), events, false).await
+    pub async fn send_response(
+        &mut self,
+        response: &Response,
+        events: Option<u32>,
+    ) -> io::Result<()> {
+        self.send(&response.to_bytes(), response.summary(), events, false)
+            .await
     }
 
     /// Closes this end and records why.
@@ -464,10 +476,14 @@ fn body_length(headers: &[(String, String)]) -> Result<usize, HttpError> {
         return Ok(0);
     };
     if lengths.iter().any(|l| l != first) {
-        return Err(HttpError::Malformed("conflicting Content-Length headers".into()));
+        return Err(HttpError::Malformed(
+            "conflicting Content-Length headers".into(),
+        ));
     }
     if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(HttpError::Malformed(format!("Content-Length {first:?} is not a number")));
+        return Err(HttpError::Malformed(format!(
+            "Content-Length {first:?} is not a number"
+        )));
     }
     let n: usize = first.parse().map_err(|_| HttpError::BodyTooLarge)?;
     if n > MAX_BODY_BYTES {
@@ -508,13 +524,20 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(usize, Request, usize)>,
         .map(|h| Ok((h.name.to_string(), header_value(h)?)))
         .collect::<Result<Vec<_>, HttpError>>()?;
     if !target.starts_with('/') {
-        return Err(HttpError::Malformed(format!("request target {target:?} is not a path")));
+        return Err(HttpError::Malformed(format!(
+            "request target {target:?} is not a path"
+        )));
     }
     // RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request
     // without exactly one Host header.
-    let hosts = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("host")).count();
+    let hosts = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .count();
     if minor_version == 1 && hosts != 1 {
-        return Err(HttpError::Malformed("HTTP/1.1 needs exactly one Host header".into()));
+        return Err(HttpError::Malformed(
+            "HTTP/1.1 needs exactly one Host header".into(),
+        ));
     }
     let body_len = body_length(&headers)?;
     Ok(Some((

@@ -27,9 +27,7 @@ pub fn load(name_or_path: &str, overrides: &[String]) -> Result<Scenario, String
             names.join(", ")
         ));
     };
-    Scenario::from_toml(&text, overrides).map_err(|e: ScenarioError| {
-        format!("{name_or_path}: {e}")
-    })
+    Scenario::from_toml(&text, overrides).map_err(|e: ScenarioError| format!("{name_or_path}: {e}"))
 }
 
 /// A lesson's scenario with overrides; panics on error, for lesson tests.

@@ -31,15 +31,30 @@ fn named(addr: SocketAddr) -> String {
 
 impl HostNet {
     /// Opens a connection to `host:port`, recording it (or the failure).
-    pub async fn connect(&self, host: &str, port: u16, reconnect: bool) -> io::Result<Conn<TcpStream>> {
+    pub async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        reconnect: bool,
+    ) -> io::Result<Conn<TcpStream>> {
         match TcpStream::connect((host, port)).await {
             Ok(stream) => {
-                let name = format!("{}>{}", named(stream.local_addr()?), named(stream.peer_addr()?));
+                let name = format!(
+                    "{}>{}",
+                    named(stream.local_addr()?),
+                    named(stream.peer_addr()?)
+                );
                 self.trace.record(Event::Connect {
                     conn: name.clone(),
                     reconnect,
                 });
-                Ok(Conn::new(stream, name, Dir::Up, self.trace.clone(), self.loss.clone()))
+                Ok(Conn::new(
+                    stream,
+                    name,
+                    Dir::Up,
+                    self.trace.clone(),
+                    self.loss.clone(),
+                ))
             }
             Err(e) => {
                 self.trace.record(Event::ConnectFailed {
@@ -56,7 +71,13 @@ impl HostNet {
         let (stream, peer) = listener.accept().await?;
         let name = format!("{}>{}", named(peer), named(stream.local_addr()?));
         self.trace.record(Event::Accept { conn: name.clone() });
-        Ok(Conn::new(stream, name, Dir::Down, self.trace.clone(), self.loss.clone()))
+        Ok(Conn::new(
+            stream,
+            name,
+            Dir::Down,
+            self.trace.clone(),
+            self.loss.clone(),
+        ))
     }
 }
 

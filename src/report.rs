@@ -121,7 +121,9 @@ impl Metrics {
             Event::Close { .. } if r.host == "server" => {
                 self.open_at_server = self.open_at_server.saturating_sub(1);
             }
-            Event::Fault { kind, hosts } if kind == "crash" && hosts.iter().any(|h| h == "server") => {
+            Event::Fault { kind, hosts }
+                if kind == "crash" && hosts.iter().any(|h| h == "server") =>
+            {
                 // A crashed process holds no connections any more.
                 self.open_at_server = 0;
             }
@@ -231,11 +233,20 @@ impl Report {
         let rows: Vec<(&str, String)> = vec![
             ("mechanism", self.mechanism.clone()),
             ("seed", self.seed.to_string()),
-            ("trace_hash", self.trace_hash[..16.min(self.trace_hash.len())].to_string()),
+            (
+                "trace_hash",
+                self.trace_hash[..16.min(self.trace_hash.len())].to_string(),
+            ),
             ("published", format!("{} events", self.published)),
             (
                 "delivered",
-                format!("{} of {} ({} events x {} clients)", self.delivered, self.published * clients, self.published, clients),
+                format!(
+                    "{} of {} ({} events x {} clients)",
+                    self.delivered,
+                    self.published * clients,
+                    self.published,
+                    clients
+                ),
             ),
             ("lost", self.lost.to_string()),
             ("duplicated", self.duplicated.to_string()),
@@ -247,7 +258,10 @@ impl Report {
             ("requests", self.requests.to_string()),
             ("empty_responses", {
                 let pct = if self.requests > 0 {
-                    format!(" ({:.0}% of requests)", 100.0 * self.empty_responses as f64 / self.requests as f64)
+                    format!(
+                        " ({:.0}% of requests)",
+                        100.0 * self.empty_responses as f64 / self.requests as f64
+                    )
                 } else {
                     String::new()
                 };
@@ -276,8 +290,17 @@ impl Report {
 /// Several reports side by side, one row per mechanism (`pushpull compare`).
 pub fn comparison_table(reports: &[Report]) -> String {
     let header = [
-        "mechanism", "requests", "empty", "p50 ms", "p99 ms", "max ms", "bytes up", "bytes down",
-        "peak conns", "lost", "dup",
+        "mechanism",
+        "requests",
+        "empty",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "bytes up",
+        "bytes down",
+        "peak conns",
+        "lost",
+        "dup",
     ];
     let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
     let rows: Vec<Vec<String>> = reports

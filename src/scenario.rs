@@ -400,7 +400,10 @@ impl Scenario {
         let scenario: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
             let field = e.path().to_string();
             let field = if field == "." { String::new() } else { field };
-            err(field, e.into_inner().to_string().trim().to_string())
+            // toml adds "\nin `table`" to its messages; the path says that already.
+            let message = e.into_inner().to_string();
+            let first_line = message.lines().next().unwrap_or_default().trim();
+            err(field, first_line.to_string())
         })?;
         scenario.validate()?;
         Ok(scenario)
@@ -452,7 +455,10 @@ impl Scenario {
                 }
                 toml::Value::Array(items) => {
                     let index: usize = part.parse().map_err(|_| {
-                        err(&so_far, "this is a list: index it with a number, like faults.0.from")
+                        err(
+                            &so_far,
+                            "this is a list: index it with a number, like faults.0.from",
+                        )
                     })?;
                     let len = items.len();
                     items.get_mut(index).ok_or_else(|| {
@@ -496,7 +502,10 @@ impl Scenario {
             return Err(err("network.tick", "must be between 1ms and 1s"));
         }
         if n.latency > Span::from_secs(60) || n.jitter > Span::from_secs(60) {
-            return Err(err("network.latency", "latency and jitter must be at most 60s"));
+            return Err(err(
+                "network.latency",
+                "latency and jitter must be at most 60s",
+            ));
         }
         let w = &self.workload;
         if w.clients == 0 || w.clients > MAX_CLIENTS {
@@ -508,9 +517,7 @@ impl Scenario {
         if w.client_hosts > MAX_CLIENT_HOSTS || w.client_hosts > w.clients {
             return Err(err(
                 "workload.client_hosts",
-                format!(
-                    "must be 0 (automatic) or between 1 and min(clients, {MAX_CLIENT_HOSTS})"
-                ),
+                format!("must be 0 (automatic) or between 1 and min(clients, {MAX_CLIENT_HOSTS})"),
             ));
         }
         if w.payload_bytes > MAX_PAYLOAD_BYTES {
@@ -544,14 +551,20 @@ impl Scenario {
             if *t > self.duration {
                 return Err(err(
                     format!("workload.events.at.{i}"),
-                    format!("{t} is after the end of the run (duration = {})", self.duration),
+                    format!(
+                        "{t} is after the end of the run (duration = {})",
+                        self.duration
+                    ),
                 ));
             }
         }
         if e.start > self.duration {
             return Err(err(
                 "workload.events.start",
-                format!("{} is after the end of the run (duration = {})", e.start, self.duration),
+                format!(
+                    "{} is after the end of the run (duration = {})",
+                    e.start, self.duration
+                ),
             ));
         }
         let sp = &self.short_polling;
@@ -559,10 +572,16 @@ impl Scenario {
             return Err(err("short_polling.interval", "must be at least 1ms"));
         }
         if sp.server_idle_timeout < Span::from_millis(1) {
-            return Err(err("short_polling.server_idle_timeout", "must be at least 1ms"));
+            return Err(err(
+                "short_polling.server_idle_timeout",
+                "must be at least 1ms",
+            ));
         }
         if w.join_spread > self.duration {
-            return Err(err("workload.join_spread", "must be at most the run's duration"));
+            return Err(err(
+                "workload.join_spread",
+                "must be at most the run's duration",
+            ));
         }
         if sp.request_timeout < Span::from_millis(1) {
             return Err(err("short_polling.request_timeout", "must be at least 1ms"));
@@ -614,10 +633,20 @@ impl Scenario {
             match (&f.cut, &f.crash) {
                 (Some(target), None) => {
                     if f.at.is_some() || f.restart.is_some() {
-                        return Err(err(at("cut"), "a cut-off takes `from` and `to`, not `at`/`restart`"));
+                        return Err(err(
+                            at("cut"),
+                            "a cut-off takes `from` and `to`, not `at`/`restart`",
+                        ));
                     }
-                    let from = within("from", f.from.ok_or_else(|| err(at("from"), "a cut-off needs `from`"))?)?;
-                    let to = within("to", f.to.ok_or_else(|| err(at("to"), "a cut-off needs `to`"))?)?;
+                    let from = within(
+                        "from",
+                        f.from
+                            .ok_or_else(|| err(at("from"), "a cut-off needs `from`"))?,
+                    )?;
+                    let to = within(
+                        "to",
+                        f.to.ok_or_else(|| err(at("to"), "a cut-off needs `to`"))?,
+                    )?;
                     if to <= from {
                         return Err(err(at("to"), format!("{to} must be after `from` ({from})")));
                     }
@@ -634,22 +663,43 @@ impl Scenario {
                             ),
                         ));
                     };
-                    plans.push(FaultPlan::Cut { hosts: cut_hosts, from, to });
+                    plans.push(FaultPlan::Cut {
+                        hosts: cut_hosts,
+                        from,
+                        to,
+                    });
                 }
                 (None, Some(target)) => {
                     if f.from.is_some() || f.to.is_some() {
-                        return Err(err(at("crash"), "a crash takes `at` and `restart`, not `from`/`to`"));
+                        return Err(err(
+                            at("crash"),
+                            "a crash takes `at` and `restart`, not `from`/`to`",
+                        ));
                     }
                     if target != "server" {
-                        return Err(err(at("crash"), format!("{target:?} cannot crash; allowed: \"server\"")));
+                        return Err(err(
+                            at("crash"),
+                            format!("{target:?} cannot crash; allowed: \"server\""),
+                        ));
                     }
-                    let when = within("at", f.at.ok_or_else(|| err(at("at"), "a crash needs `at`"))?)?;
+                    let when = within(
+                        "at",
+                        f.at.ok_or_else(|| err(at("at"), "a crash needs `at`"))?,
+                    )?;
                     let restart = within(
                         "restart",
-                        f.restart.ok_or_else(|| err(at("restart"), "a crash needs `restart` (when the server starts again)"))?,
+                        f.restart.ok_or_else(|| {
+                            err(
+                                at("restart"),
+                                "a crash needs `restart` (when the server starts again)",
+                            )
+                        })?,
                     )?;
                     if restart <= when {
-                        return Err(err(at("restart"), format!("{restart} must be after `at` ({when})")));
+                        return Err(err(
+                            at("restart"),
+                            format!("{restart} must be after `at` ({when})"),
+                        ));
                     }
                     plans.push(FaultPlan::Crash { at: when, restart });
                 }

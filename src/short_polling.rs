@@ -84,7 +84,9 @@ async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, idle_timeout
             Ok(Err(e)) => {
                 if let Some(status) = e.status() {
                     // The peer's bytes were wrong: say so, then hang up.
-                    let _ = conn.send_response(&Response::error(status, &e.to_string()), None).await;
+                    let _ = conn
+                        .send_response(&Response::error(status, &e.to_string()), None)
+                        .await;
                     return conn.close(&format!("sent {status}")).await;
                 }
                 return conn.abandon(&e.to_string());
@@ -123,7 +125,10 @@ fn answer_poll(request: &Request, log: &EventLog) -> (Response, Option<u32>) {
         more,
         events: events
             .into_iter()
-            .map(|e| WireEvent { id: e.id, data: e.data })
+            .map(|e| WireEvent {
+                id: e.id,
+                data: e.data,
+            })
             .collect(),
     };
     let count = batch.events.len() as u32;
@@ -201,7 +206,9 @@ async fn poll_once(
     }
     let c = conn.as_mut().expect("just set");
     let mut request = Request::get(&format!("/updates?after={cursor}"), "server");
-    request.headers.push(("Accept".into(), "application/json".into()));
+    request
+        .headers
+        .push(("Accept".into(), "application/json".into()));
     if !keep_alive {
         request.headers.push(("Connection".into(), "close".into()));
     }

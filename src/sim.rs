@@ -233,7 +233,9 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
     let mechanism = scenario.mechanism;
     // A closure, not a future: turmoil calls it again to restart the host
     // after a crash. The event log is outside it, so it survives.
-    sim.host("server", move || server_software(mechanism, server_ctx.clone()));
+    sim.host("server", move || {
+        server_software(mechanism, server_ctx.clone())
+    });
 
     let hosts = scenario.client_host_names();
     for (h, host) in hosts.iter().enumerate() {
@@ -246,9 +248,16 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
             let ctxs: Vec<ClientCtx> = ids
                 .iter()
                 .map(|&id| {
-                    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(scenario.seed, &format!("client/{id}")));
+                    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
+                        scenario.seed,
+                        &format!("client/{id}"),
+                    ));
                     let spread = scenario.workload.join_spread.as_micros();
-                    let join = if spread == 0 { 0 } else { rng.random_range(0..spread) };
+                    let join = if spread == 0 {
+                        0
+                    } else {
+                        rng.random_range(0..spread)
+                    };
                     ClientCtx {
                         id,
                         net: hn.clone(),
@@ -304,21 +313,49 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
                     for h in hosts {
                         sim.partition(h.as_str(), "server");
                     }
-                    tracer.at(t, "network".into(), Event::Fault { kind: "cut".into(), hosts: hosts.clone() });
+                    tracer.at(
+                        t,
+                        "network".into(),
+                        Event::Fault {
+                            kind: "cut".into(),
+                            hosts: hosts.clone(),
+                        },
+                    );
                 }
                 Action::Heal(hosts) => {
                     for h in hosts {
                         sim.repair(h.as_str(), "server");
                     }
-                    tracer.at(t, "network".into(), Event::Fault { kind: "heal".into(), hosts: hosts.clone() });
+                    tracer.at(
+                        t,
+                        "network".into(),
+                        Event::Fault {
+                            kind: "heal".into(),
+                            hosts: hosts.clone(),
+                        },
+                    );
                 }
                 Action::Crash => {
                     sim.crash("server");
-                    tracer.at(t, "server".into(), Event::Fault { kind: "crash".into(), hosts: vec!["server".into()] });
+                    tracer.at(
+                        t,
+                        "server".into(),
+                        Event::Fault {
+                            kind: "crash".into(),
+                            hosts: vec!["server".into()],
+                        },
+                    );
                 }
                 Action::Restart => {
                     sim.bounce("server");
-                    tracer.at(t, "server".into(), Event::Fault { kind: "restart".into(), hosts: vec!["server".into()] });
+                    tracer.at(
+                        t,
+                        "server".into(),
+                        Event::Fault {
+                            kind: "restart".into(),
+                            hosts: vec!["server".into()],
+                        },
+                    );
                 }
             }
             next += 1;
@@ -326,7 +363,8 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
         if now >= end {
             break;
         }
-        sim.step().map_err(|e| format!("the simulation stopped: {e}"))?;
+        sim.step()
+            .map_err(|e| format!("the simulation stopped: {e}"))?;
     }
     // The hosts hold handles to the trace; they must be gone before it ends.
     drop(sim);

@@ -115,7 +115,11 @@ pub struct Recorder {
 pub struct Tracer(Rc<RefCell<Recorder>>);
 
 impl Tracer {
-    pub fn new(file: Option<Box<dyn Write>>, keep: bool, metrics: crate::report::Metrics) -> Tracer {
+    pub fn new(
+        file: Option<Box<dyn Write>>,
+        keep: bool,
+        metrics: crate::report::Metrics,
+    ) -> Tracer {
         Tracer(Rc::new(RefCell::new(Recorder {
             hasher: Sha256::new(),
             file,

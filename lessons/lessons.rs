@@ -1,0 +1,46 @@
+//! The lessons: each module checks the claims of one book chapter on real runs.
+//!
+//! Run one lesson:    cargo test --test lessons short_polling
+//! Run them all:      cargo test --test lessons
+//!
+//! Every test runs the simulation (a few simulated minutes take about a second)
+//! and asserts on what actually crossed the simulated network. Change a number
+//! in a scenario file under lessons/ and run again to see which claims still hold.
+
+mod short_polling;
+
+use pushpull::sim::{self, RunOptions, RunOutcome};
+use pushpull::trace::{Event, Record};
+use std::collections::BTreeMap;
+
+/// Runs a lesson's scenario with `--set`-style overrides, keeping the trace.
+pub fn run(lesson: &str, overrides: &[&str]) -> RunOutcome {
+    let scenario = pushpull::lessons::lesson(lesson, overrides);
+    sim::run(&scenario, RunOptions::default()).unwrap_or_else(|e| panic!("{lesson}: {e}"))
+}
+
+/// Every delivery's delay in ms (publication at the server to hand-over to
+/// the client's application), read straight from the trace.
+pub fn delivery_delays_ms(records: &[Record]) -> Vec<f64> {
+    let mut published_at = BTreeMap::new();
+    let mut delays = Vec::new();
+    for r in records {
+        match r.event {
+            Event::Publish { event } => {
+                published_at.insert(event, r.t_us);
+            }
+            Event::Deliver { event, .. } => {
+                if let Some(t) = published_at.get(&event) {
+                    delays.push((r.t_us - t) as f64 / 1000.0);
+                }
+            }
+            _ => {}
+        }
+    }
+    delays
+}
+
+pub fn mean(values: &[f64]) -> f64 {
+    assert!(!values.is_empty(), "no values to average");
+    values.iter().sum::<f64>() / values.len() as f64
+}

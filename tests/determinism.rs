@@ -1,0 +1,97 @@
+//! Same scenario + same seed = the same trace, byte for byte: in this process,
+//! in a new process, and (via the pinned hash in the lesson snapshot, which CI
+//! checks in both debug and release builds) across build profiles.
+
+use pushpull::sim::{self, RunOptions};
+use std::process::Command;
+
+fn hash_of(lesson: &str, sets: &[&str]) -> String {
+    let scenario = pushpull::lessons::lesson(lesson, sets);
+    sim::run(&scenario, RunOptions::default())
+        .unwrap()
+        .report
+        .trace_hash
+}
+
+/// The build sets `--cfg tokio_unstable` (.cargo/config.toml); without it
+/// turmoil cannot seed tokio's RNG and runs would only look deterministic.
+#[test]
+fn build_is_configured_for_determinism() {
+    assert!(
+        sim::DETERMINISTIC,
+        "built without --cfg tokio_unstable: RUSTFLAGS overrides .cargo/config.toml"
+    );
+}
+
+#[test]
+fn same_seed_same_trace_in_process() {
+    let sets = ["network.loss=0.02", "network.jitter=30ms"];
+    assert_eq!(
+        hash_of("short_polling", &sets),
+        hash_of("short_polling", &sets)
+    );
+}
+
+#[test]
+fn different_seed_changes_a_jittery_trace() {
+    let a = hash_of("short_polling", &["network.jitter=30ms", "seed=1"]);
+    let b = hash_of("short_polling", &["network.jitter=30ms", "seed=2"]);
+    assert_ne!(a, b);
+}
+
+/// Two fresh processes write identical trace files, and the report's hash is
+/// the SHA-256 of exactly those bytes.
+#[test]
+fn same_seed_same_trace_bytes_in_new_processes() {
+    let dir = std::env::temp_dir().join(format!("pushpull-det-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut traces = Vec::new();
+    let mut hashes = Vec::new();
+    for i in 0..2 {
+        let path = dir.join(format!("trace-{i}.jsonl"));
+        let out = Command::new(env!("CARGO_BIN_EXE_pushpull"))
+            .args([
+                "run",
+                "short_polling",
+                "--format",
+                "json",
+                "--set",
+                "network.jitter=20ms",
+            ])
+            .args(["--set", r#"faults=[{cut="client-2",from="40s",to="70s"}]"#])
+            .arg("--trace")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        hashes.push(report["trace_hash"].as_str().unwrap().to_string());
+        traces.push(std::fs::read(&path).unwrap());
+    }
+    assert!(!traces[0].is_empty());
+    assert_eq!(traces[0], traces[1], "trace files differ between processes");
+    assert_eq!(hashes[0], hashes[1]);
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(&traces[0]);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex, hashes[0],
+        "trace_hash must be the hash of the trace file"
+    );
+    assert_eq!(
+        hashes[0],
+        hash_of(
+            "short_polling",
+            &[
+                "network.jitter=20ms",
+                r#"faults=[{cut="client-2",from="40s",to="70s"}]"#
+            ]
+        ),
+        "the binary and the library must produce the same run"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,0 +1,221 @@
+//! The short-polling server on the simulated wire: exact bytes in, exact
+//! bytes out, and a protocol error (never a panic) for bytes that are not HTTP.
+
+use pushpull::http::{Conn, HttpError, Loss};
+use pushpull::net::{EventLog, HostNet, SERVER_PORT};
+use pushpull::report::Metrics;
+use pushpull::scenario::Scenario;
+use pushpull::sim::ServerCtx;
+use pushpull::trace::{Dir, Tracer};
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sends `request` as raw bytes to a short-polling server holding two events
+/// and returns everything the server sent back before closing or going quiet.
+fn exchange(request: &[u8]) -> String {
+    let mut sim = turmoil::Builder::new()
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(1))
+        .build();
+    let tracer = Tracer::new(None, false, Metrics::new(1));
+    let log = EventLog::default();
+    log.append("first".into());
+    log.append("second".into());
+    let ctx = ServerCtx {
+        net: HostNet {
+            trace: tracer.on("server"),
+            loss: Loss::none(),
+        },
+        log,
+        scenario: Rc::new(Scenario::default()),
+    };
+    sim.host("server", move || {
+        pushpull::short_polling::server(ctx.clone())
+    });
+    let request = request.to_vec();
+    let answer = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = answer.clone();
+    sim.client("client-1", async move {
+        let mut s = turmoil::net::TcpStream::connect(("server", SERVER_PORT)).await?;
+        s.write_all(&request).await?;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => sink.borrow_mut().extend_from_slice(&buf[..n]),
+            }
+        }
+        Ok(())
+    });
+    sim.run().unwrap();
+    String::from_utf8_lossy(&answer.borrow()).into_owned()
+}
+
+/// A well-formed poll gets the events after the cursor, with exact framing.
+#[test]
+fn poll_gets_events_after_cursor_as_json() {
+    let answer = exchange(b"GET /updates?after=1 HTTP/1.1\r\nHost: server\r\n\r\n");
+    let body = r#"{"events":[{"id":2,"data":"second"}],"more":false}"#;
+    assert_eq!(
+        answer,
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    );
+}
+
+#[test]
+fn poll_with_nothing_new_gets_an_empty_list() {
+    let answer = exchange(b"GET /updates?after=2 HTTP/1.1\r\nHost: server\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\n{\"events\":[],\"more\":false}"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn garbage_gets_400() {
+    let answer = exchange(b"HELLO THERE\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("Connection: close\r\n"));
+}
+
+#[test]
+fn http11_without_host_gets_400() {
+    let answer = exchange(b"GET /updates HTTP/1.1\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn bad_cursor_gets_400() {
+    let answer = exchange(b"GET /updates?after=abc HTTP/1.1\r\nHost: server\r\n\r\n");
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn oversized_head_gets_431() {
+    let mut request = b"GET /updates HTTP/1.1\r\nHost: server\r\nX-Big: ".to_vec();
+    request.extend(std::iter::repeat_n(b'a', 10_000));
+    request.extend_from_slice(b"\r\n\r\n");
+    let answer = exchange(&request);
+    assert!(
+        answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn too_many_headers_gets_431() {
+    let mut request = b"GET /updates HTTP/1.1\r\nHost: server\r\n".to_vec();
+    for i in 0..40 {
+        request.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    let answer = exchange(&request);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+}
+
+#[test]
+fn unknown_path_gets_404_and_wrong_method_405() {
+    assert!(exchange(b"GET /nope HTTP/1.1\r\nHost: server\r\n\r\n").starts_with("HTTP/1.1 404 "));
+    let answer = exchange(b"POST /updates HTTP/1.1\r\nHost: server\r\nContent-Length: 0\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    assert!(answer.contains("Allow: GET\r\n"));
+}
+
+#[test]
+fn chunked_body_gets_501_and_smuggling_shape_400() {
+    let answer = exchange(
+        b"POST /updates HTTP/1.1\r\nHost: server\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 501 "), "{answer}");
+    let answer = exchange(
+        b"POST /updates HTTP/1.1\r\nHost: server\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+}
+
+/// Two polls on one connection (keep-alive), answered in order.
+#[test]
+fn keep_alive_answers_pipelined_polls_in_order() {
+    let answer = exchange(
+        b"GET /updates?after=0 HTTP/1.1\r\nHost: server\r\n\r\nGET /updates?after=2 HTTP/1.1\r\nHost: server\r\n\r\n",
+    );
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+    let first = answer.find("\"first\"").unwrap();
+    let empty = answer.find("{\"events\":[]").unwrap();
+    assert!(first < empty);
+}
+
+/// HTTP/1.0 without keep-alive: answered, then closed.
+#[test]
+fn http10_request_is_answered_and_closed() {
+    let answer = exchange(b"GET /updates?after=2 HTTP/1.0\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+}
+
+fn mock_conn(stream: tokio_test::io::Mock) -> Conn<tokio_test::io::Mock> {
+    let tracer = Tracer::new(None, false, Metrics::new(1));
+    Conn::new(
+        stream,
+        "test".into(),
+        Dir::Down,
+        tracer.on("server"),
+        Loss::none(),
+    )
+}
+
+/// A request split across many reads (as TCP may deliver it) parses the same.
+#[tokio::test]
+async fn request_split_across_reads_parses() {
+    let stream = tokio_test::io::Builder::new()
+        .read(b"GET /upd")
+        .read(b"ates?after=7 HT")
+        .read(b"TP/1.1\r\nHo")
+        .read(b"st: server\r\n\r")
+        .read(b"\n")
+        .build();
+    let mut conn = mock_conn(stream);
+    let request = conn.read_request().await.unwrap().unwrap();
+    assert_eq!(request.target, "/updates?after=7");
+    assert_eq!(request.query("after"), Some("7"));
+    assert!(
+        conn.read_request().await.unwrap().is_none(),
+        "clean close is Ok(None)"
+    );
+}
+
+/// A close in the middle of a head is an error, not a request.
+#[tokio::test]
+async fn close_mid_head_is_unexpected_eof() {
+    let stream = tokio_test::io::Builder::new()
+        .read(b"GET /updates HTTP/1.1\r\nHo")
+        .build();
+    let mut conn = mock_conn(stream);
+    assert!(matches!(
+        conn.read_request().await,
+        Err(HttpError::UnexpectedEof)
+    ));
+}
+
+/// Arbitrary bytes never panic the request parser.
+#[test]
+fn arbitrary_bytes_never_panic_the_parser() {
+    use proptest::prelude::*;
+    proptest!(|(bytes in proptest::collection::vec(any::<u8>(), 0..2000))| {
+        let _ = pushpull::http::parse_request_head(&bytes);
+        let _ = pushpull::http::parse_response_head(&bytes);
+    });
+}

@@ -1,0 +1,122 @@
+//! Bad scenarios fail with one message that names the field and what is allowed.
+
+use pushpull::scenario::{Scenario, Span};
+
+fn error_of(toml: &str, sets: &[&str]) -> String {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    match Scenario::from_toml(toml, &sets) {
+        Ok(_) => panic!("expected an error for {toml:?} {sets:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_one_line_naming(message: &str, field: &str, hint: &str) {
+    assert!(!message.contains('\n'), "one line please: {message:?}");
+    assert!(message.contains(field), "{message:?} should name {field:?}");
+    assert!(message.contains(hint), "{message:?} should say {hint:?}");
+}
+
+/// A typo is an error, not a silently ignored parameter.
+#[test]
+fn unknown_field_is_named() {
+    let m = error_of("[network]\nlatncy = \"5ms\"\n", &[]);
+    assert_one_line_naming(&m, "latncy", "latency");
+}
+
+/// `latency = "fast"` says what a duration looks like.
+#[test]
+fn bad_duration_names_field_and_format() {
+    let m = error_of("[network]\nlatency = \"fast\"\n", &[]);
+    assert_one_line_naming(&m, "network.latency", "250ms");
+    let m = error_of("[network]\nlatency = 40\n", &[]);
+    assert_one_line_naming(&m, "network.latency", "40ms");
+}
+
+#[test]
+fn loss_outside_zero_to_one_is_refused() {
+    let m = error_of("[network]\nloss = 1.5\n", &[]);
+    assert_one_line_naming(&m, "network.loss", "between 0 and 1");
+    let m = error_of("", &["network.loss=-0.1"]);
+    assert_one_line_naming(&m, "network.loss", "between 0 and 1");
+}
+
+#[test]
+fn fault_after_the_end_is_refused() {
+    let m = error_of(
+        "duration = \"1m\"\n[[faults]]\ncut = \"client-1\"\nfrom = \"50s\"\nto = \"90s\"\n",
+        &[],
+    );
+    assert_one_line_naming(&m, "faults.0.to", "after the end of the run");
+}
+
+#[test]
+fn fault_on_unknown_host_lists_the_hosts() {
+    let m = error_of(
+        "[[faults]]\ncut = \"client-9\"\nfrom = \"5s\"\nto = \"9s\"\n",
+        &[],
+    );
+    assert_one_line_naming(&m, "faults.0.cut", "client-1");
+}
+
+#[test]
+fn set_path_that_does_not_exist_is_refused() {
+    let m = error_of("", &["network.latncy=80ms"]);
+    assert_one_line_naming(&m, "network.latncy", "latency");
+    let m = error_of("", &["nonsense"]);
+    assert_one_line_naming(&m, "nonsense", "path=value");
+}
+
+#[test]
+fn events_take_one_kind_only() {
+    let m = error_of("[workload]\nevents = { every = \"5s\", rate = 2.0 }\n", &[]);
+    assert_one_line_naming(&m, "workload.events", "exactly one");
+}
+
+#[test]
+fn not_toml_is_reported_with_its_line() {
+    let m = error_of("seed = \n", &[]);
+    assert_one_line_naming(&m, "not valid TOML", "line 1");
+}
+
+/// `--set` reaches every kind of value: durations, numbers, booleans, tables.
+#[test]
+fn set_overrides_apply_in_order() {
+    let s = Scenario::from_toml(
+        "",
+        &[
+            "network.latency=80ms".into(),
+            "short_polling.interval=2s".into(),
+            "short_polling.keep_alive=false".into(),
+            "workload.events={rate=0.5}".into(),
+            "seed=9".into(),
+            "seed=10".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.network.latency, Span::from_millis(80));
+    assert_eq!(s.short_polling.interval, Span::from_secs(2));
+    assert!(!s.short_polling.keep_alive);
+    assert_eq!(s.workload.events.rate, Some(0.5));
+    assert_eq!(s.seed, 10);
+}
+
+#[test]
+fn durations_parse_and_print() {
+    assert_eq!(Span::parse("250ms"), Ok(Span::from_millis(250)));
+    assert_eq!(Span::parse("1.5s"), Ok(Span::from_millis(1500)));
+    assert_eq!(Span::parse("2m"), Ok(Span::from_secs(120)));
+    assert_eq!(Span::parse("0"), Ok(Span::ZERO));
+    assert!(Span::parse("5").is_err());
+    assert!(Span::parse("-5s").is_err());
+    assert!(Span::parse("5 parsecs").is_err());
+    assert_eq!(Span::from_millis(250).to_string(), "250ms");
+    assert_eq!(Span::from_secs(90).to_string(), "90s");
+}
+
+/// Every lesson file loads.
+#[test]
+fn every_lesson_loads() {
+    for (name, text) in pushpull::lessons::LESSONS {
+        Scenario::from_toml(text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
