@@ -363,6 +363,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(n > 0)
     }
 
+    /// Resolves when the peer closes the connection or it fails. Bytes that
+    /// arrive meanwhile are kept for the next read, so nothing is lost.
+    pub async fn peer_closed(&mut self) {
+        while let Ok(true) = self.fill().await {}
+    }
+
     /// Reads the next request. `Ok(None)` is the client closing the connection
     /// between requests, which is how keep-alive connections normally end.
     pub async fn read_request(&mut self) -> Result<Option<Request>, HttpError> {

@@ -8,10 +8,13 @@ use crate::scenario::{Scenario, ScenarioError};
 use std::path::Path;
 
 /// Every lesson: its name and the text of its scenario file.
-pub const LESSONS: &[(&str, &str)] = &[(
-    "short_polling",
-    include_str!("../lessons/short_polling.toml"),
-)];
+pub const LESSONS: &[(&str, &str)] = &[
+    (
+        "short_polling",
+        include_str!("../lessons/short_polling.toml"),
+    ),
+    ("long_polling", include_str!("../lessons/long_polling.toml")),
+];
 
 /// Finds a scenario by lesson name or file path and applies the overrides.
 pub fn load(name_or_path: &str, overrides: &[String]) -> Result<Scenario, String> {

@@ -14,6 +14,8 @@
 //! | module | what it holds | chapter |
 //! |---|---|---|
 //! | [`short_polling`] | short polling: server and client | "Short polling" |
+//! | [`long_polling`] | long polling: server and client | "Long polling" |
+//! | [`proxy`] | an HTTP proxy with an idle timeout, between clients and server | "Long polling" |
 //! | [`scenario`] | the parameters of a run, from TOML and `--set` | "The sandbox" |
 //! | [`sim`] | hosts on turmoil, the schedule of events and faults, the run loop | "The sandbox" |
 //! | [`http`] | HTTP/1.1 messages on the wire, traced | every chapter |
@@ -28,7 +30,9 @@ pub mod book;
 pub mod diagram;
 pub mod http;
 pub mod lessons;
+pub mod long_polling;
 pub mod net;
+pub mod proxy;
 pub mod report;
 pub mod scenario;
 pub mod short_polling;

@@ -152,15 +152,17 @@ impl<'de> Deserialize<'de> for Span {
 #[serde(rename_all = "snake_case")]
 pub enum Mechanism {
     ShortPolling,
+    LongPolling,
 }
 
 impl Mechanism {
     /// Every mechanism the sandbox can run, in the order `compare` shows them.
-    pub const ALL: &'static [Mechanism] = &[Mechanism::ShortPolling];
+    pub const ALL: &'static [Mechanism] = &[Mechanism::ShortPolling, Mechanism::LongPolling];
 
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::ShortPolling => "short_polling",
+            Mechanism::LongPolling => "long_polling",
         }
     }
 }
@@ -183,6 +185,9 @@ pub struct Scenario {
     pub network: Network,
     pub workload: Workload,
     pub short_polling: ShortPolling,
+    pub long_polling: LongPolling,
+    /// An optional HTTP proxy (a load balancer) between clients and server.
+    pub proxy: Proxy,
     pub faults: Vec<Fault>,
 }
 
@@ -197,6 +202,8 @@ impl Default for Scenario {
             network: Network::default(),
             workload: Workload::default(),
             short_polling: ShortPolling::default(),
+            long_polling: LongPolling::default(),
+            proxy: Proxy::default(),
             faults: Vec::new(),
         }
     }
@@ -302,6 +309,62 @@ impl Default for ShortPolling {
             backoff_max: Span::from_secs(8),
             keep_alive: true,
             server_idle_timeout: Span::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LongPolling {
+    /// How long the server holds a request that has nothing to answer yet.
+    /// The seed notes' notification example holds for 30-60 s.
+    pub hold: Span,
+    /// The client abandons a request with no answer after this long. A little
+    /// above `hold`, so that a held request normally ends with the server's
+    /// empty answer, not with the client giving up.
+    pub client_timeout: Span,
+    /// First wait after a failed request; doubled after each further failure.
+    pub backoff_initial: Span,
+    /// The doubling stops here.
+    pub backoff_max: Span,
+}
+
+impl Default for LongPolling {
+    fn default() -> Self {
+        LongPolling {
+            hold: Span::from_secs(30),
+            client_timeout: Span::from_secs(35),
+            backoff_initial: Span::from_millis(500),
+            backoff_max: Span::from_secs(8),
+        }
+    }
+}
+
+/// What the proxy does to the traffic it forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyMode {
+    /// Forward each request and response as soon as it is complete.
+    Forward,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Proxy {
+    /// Put a `proxy` host between the clients and the server.
+    pub enabled: bool,
+    pub mode: ProxyMode,
+    /// Close a connection pair on which no message has moved for this long,
+    /// as load balancers do (60 s is a common default). `0` never closes.
+    pub idle_timeout: Span,
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        Proxy {
+            enabled: false,
+            mode: ProxyMode::Forward,
+            idle_timeout: Span::from_secs(60),
         }
     }
 }
@@ -590,6 +653,25 @@ impl Scenario {
             return Err(err(
                 "short_polling.backoff_initial",
                 "must be at least 1ms and at most short_polling.backoff_max",
+            ));
+        }
+        let lp = &self.long_polling;
+        if lp.hold < Span::from_millis(1) {
+            return Err(err("long_polling.hold", "must be at least 1ms"));
+        }
+        if lp.client_timeout <= lp.hold {
+            return Err(err(
+                "long_polling.client_timeout",
+                format!(
+                    "{} must be longer than long_polling.hold ({}), or every held request would be abandoned",
+                    lp.client_timeout, lp.hold
+                ),
+            ));
+        }
+        if lp.backoff_initial < Span::from_millis(1) || lp.backoff_max < lp.backoff_initial {
+            return Err(err(
+                "long_polling.backoff_initial",
+                "must be at least 1ms and at most long_polling.backoff_max",
             ));
         }
         self.fault_plans()?;

@@ -21,6 +21,7 @@
 
 use crate::http::Loss;
 use crate::net::{EventLog, HostNet, payload};
+use crate::proxy::ProxyCtx;
 use crate::report::{Metrics, Report};
 use crate::scenario::{FaultPlan, Mechanism, Scenario, Span};
 use crate::trace::{Event, Record, Tracer};
@@ -180,12 +181,23 @@ type HostFuture = Pin<Box<dyn Future<Output = turmoil::Result>>>;
 fn server_software(mechanism: Mechanism, ctx: ServerCtx) -> HostFuture {
     match mechanism {
         Mechanism::ShortPolling => Box::pin(crate::short_polling::server(ctx)),
+        Mechanism::LongPolling => Box::pin(crate::long_polling::server(ctx)),
+    }
+}
+
+/// How a mechanism's answers count events (for the proxy's trace lines).
+fn count_events_for(mechanism: Mechanism) -> impl Fn(&crate::http::Response) -> Option<u32> {
+    move |response| match mechanism {
+        Mechanism::ShortPolling | Mechanism::LongPolling => {
+            crate::short_polling::count_events(response)
+        }
     }
 }
 
 fn client_software(mechanism: Mechanism, ctx: ClientCtx) -> Pin<Box<dyn Future<Output = ()>>> {
     match mechanism {
         Mechanism::ShortPolling => Box::pin(crate::short_polling::client(ctx)),
+        Mechanism::LongPolling => Box::pin(crate::long_polling::client(ctx)),
     }
 }
 
@@ -237,6 +249,20 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
         server_software(mechanism, server_ctx.clone())
     });
 
+    // With a proxy, clients talk to it and it talks to the server; faults
+    // that cut a client cut it from the proxy, the host it really reaches.
+    let upstream = if scenario.proxy.enabled {
+        let proxy_ctx = ProxyCtx {
+            net: host_net("proxy"),
+            config: scenario.proxy.clone(),
+            count_events: Rc::new(count_events_for(mechanism)),
+        };
+        sim.host("proxy", move || crate::proxy::proxy(proxy_ctx.clone()));
+        "proxy"
+    } else {
+        "server"
+    };
+
     let hosts = scenario.client_host_names();
     for (h, host) in hosts.iter().enumerate() {
         let ids: Vec<u32> = (1..=scenario.workload.clients)
@@ -262,7 +288,7 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
                         id,
                         net: hn.clone(),
                         scenario: scenario.clone(),
-                        upstream: "server".to_string(),
+                        upstream: upstream.to_string(),
                         join_after: Duration::from_micros(join),
                         rng: RefCell::new(rng),
                     }
@@ -311,7 +337,7 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
                 }
                 Action::Cut(hosts) => {
                     for h in hosts {
-                        sim.partition(h.as_str(), "server");
+                        sim.partition(h.as_str(), upstream);
                     }
                     tracer.at(
                         t,
@@ -324,7 +350,7 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
                 }
                 Action::Heal(hosts) => {
                     for h in hosts {
-                        sim.repair(h.as_str(), "server");
+                        sim.repair(h.as_str(), upstream);
                     }
                     tracer.at(
                         t,

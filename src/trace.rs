@@ -92,6 +92,12 @@ pub enum Event {
     Publish { event: u64 },
     /// Client `client` handed event `event` to its application.
     Deliver { client: u32, event: u64 },
+    /// The proxy did something to a connection on its own initiative.
+    Proxy {
+        conn: String,
+        action: String,
+        reason: String,
+    },
     /// A fault began or ended: `cut` / `heal` (a partition between `hosts`
     /// and the server), `crash` / `restart` (of the hosts named).
     Fault { kind: String, hosts: Vec<String> },

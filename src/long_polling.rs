@@ -1,0 +1,215 @@
+//! Long polling: the client asks "anything after event 3?", and the server
+//! does not answer until there is something to say, or `hold` has passed.
+//!
+//! The request is the short-polling one; only the server's timing differs:
+//!
+//! ```text
+//! GET /updates?after=3 HTTP/1.1\r\n
+//! Host: server\r\n
+//! Accept: application/json\r\n
+//! \r\n
+//! ```
+//! ... seconds of silence on the connection, then, the moment event 4 exists:
+//! ```text
+//! HTTP/1.1 200 OK\r\n
+//! Content-Type: application/json\r\n
+//! Content-Length: 109\r\n
+//! \r\n
+//! {"events":[{"id":4,"data":"event 4 ..."}],"more":false}
+//! ```
+//!
+//! The trade-off: an event reaches a waiting client one network transit after
+//! it is published, and quiet periods cost one request per `hold` instead of
+//! one per poll. In exchange the server keeps one request open per client, and
+//! anything between them that dislikes silent connections (a proxy with an idle
+//! timeout) can cut it. An event published just after an answer left has to
+//! wait for the client's next request: response, request, response, three
+//! transits, the worst case.
+
+use crate::http::{Conn, Request, Response};
+use crate::net::{EventLog, SERVER_PORT};
+use crate::short_polling::{Batch, MAX_EVENTS_PER_ANSWER, PollError, WireEvent, count_events};
+use crate::sim::{ClientCtx, ServerCtx};
+use crate::trace::Event;
+use std::time::Duration;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use turmoil::net::{TcpListener, TcpStream};
+
+// ANCHOR: server
+pub async fn server(ctx: ServerCtx) -> turmoil::Result {
+    let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
+    loop {
+        let conn = ctx.net.accept(&listener).await?;
+        let hold = ctx.scenario.long_polling.hold.to_std();
+        tokio::task::spawn_local(serve_connection(conn, ctx.log.clone(), hold));
+    }
+}
+
+async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, hold: Duration) {
+    loop {
+        // Between requests a long-polling client is never idle for long (it
+        // re-requests at once), so a quiet connection is a vanished client.
+        let request = match timeout(hold * 2, conn.read_request()).await {
+            Err(_) => return conn.close("idle timeout").await,
+            Ok(Ok(None)) => return conn.close("client closed").await,
+            Ok(Ok(Some(request))) => request,
+            Ok(Err(e)) => {
+                if let Some(status) = e.status() {
+                    let _ = conn
+                        .send_response(&Response::error(status, &e.to_string()), None)
+                        .await;
+                    return conn.close(&format!("sent {status}")).await;
+                }
+                return conn.abandon(&e.to_string());
+            }
+        };
+        let after = match check_request(&request) {
+            Ok(after) => after,
+            Err(response) => {
+                let _ = conn.send_response(&response, None).await;
+                return conn.close("done").await;
+            }
+        };
+        // The heart of long polling: wait for an event after the cursor, or
+        // the end of the hold, or the client going away, whichever is first.
+        let deadline = Instant::now() + hold;
+        let events = loop {
+            // Ask to be woken *before* looking at the log: an event appended
+            // between the look and the wait would otherwise sleep unnoticed
+            // until the hold ends.
+            let published = log.notified();
+            tokio::pin!(published);
+            published.as_mut().enable();
+            let events = log.after(after, MAX_EVENTS_PER_ANSWER + 1);
+            if !events.is_empty() {
+                break events;
+            }
+            tokio::select! {
+                // A new event: look again (it may not be after our cursor).
+                _ = &mut published => continue,
+                // Nothing happened for `hold`: answer empty, the client will
+                // ask again at once. Proxies and browsers see a live request.
+                _ = sleep_until(deadline) => break Vec::new(),
+                // The client hung up while we held its request: stop holding.
+                _ = conn.peer_closed() => return conn.close("client closed while held").await,
+            }
+        };
+        let (response, count) = answer(events);
+        if conn.send_response(&response, Some(count)).await.is_err() {
+            return conn.abandon("write failed");
+        }
+        if !request.keep_alive() {
+            return conn.close("done").await;
+        }
+    }
+}
+// ANCHOR_END: server
+
+/// Checks path, method and cursor; the answer to send if they are wrong.
+fn check_request(request: &Request) -> Result<u64, Response> {
+    if request.path() != "/updates" {
+        return Err(Response::error(404, "try GET /updates?after=<id>"));
+    }
+    if request.method != "GET" {
+        let mut r = Response::error(405, "only GET");
+        r.headers.push(("Allow".into(), "GET".into()));
+        return Err(r);
+    }
+    match request.query("after").map(str::parse::<u64>) {
+        None => Ok(0),
+        Some(Ok(after)) => Ok(after),
+        Some(Err(_)) => Err(Response::error(400, "after must be an event id")),
+    }
+}
+
+fn answer(mut events: Vec<crate::net::AppEvent>) -> (Response, u32) {
+    let more = events.len() > MAX_EVENTS_PER_ANSWER;
+    events.truncate(MAX_EVENTS_PER_ANSWER);
+    let batch = Batch {
+        more,
+        events: events
+            .into_iter()
+            .map(|e| WireEvent {
+                id: e.id,
+                data: e.data,
+            })
+            .collect(),
+    };
+    let count = batch.events.len() as u32;
+    let body = serde_json::to_vec(&batch).expect("a Batch always serializes");
+    (Response::new(200, "application/json", body), count)
+}
+
+// ANCHOR: client
+pub async fn client(ctx: ClientCtx) {
+    let params = &ctx.scenario.long_polling;
+    // As in short polling, the cursor is what makes the client safe: events
+    // published while it was between two requests are simply "after" it, and
+    // the next request collects them.
+    let mut cursor = 0;
+    let mut conn: Option<Conn<TcpStream>> = None;
+    let mut failures = 0u32;
+    ctx.wait_to_join().await;
+    loop {
+        let outcome = timeout(
+            params.client_timeout.to_std(),
+            request_once(&ctx, &mut conn, cursor, failures > 0),
+        )
+        .await
+        .unwrap_or_else(|_| Err(PollError::Timeout));
+        match outcome {
+            Ok(batch) => {
+                failures = 0;
+                for event in batch.events {
+                    if event.id > cursor {
+                        ctx.deliver(event.id);
+                        cursor = event.id;
+                    }
+                }
+                // No sleep: ask again at once, so that the server always
+                // holds a request of ours to answer the next event with.
+            }
+            Err(error) => {
+                ctx.net.trace.record(Event::Error {
+                    client: ctx.id,
+                    what: error.to_string(),
+                });
+                if let Some(c) = conn.take() {
+                    c.abandon(&error.to_string());
+                }
+                failures += 1;
+                // Back off: re-requesting at once against a server that is
+                // down would be a tight loop of failures.
+                sleep(ctx.backoff(failures, params.backoff_initial, params.backoff_max)).await;
+            }
+        }
+    }
+}
+
+async fn request_once(
+    ctx: &ClientCtx,
+    conn: &mut Option<Conn<TcpStream>>,
+    cursor: u64,
+    retry: bool,
+) -> Result<Batch, PollError> {
+    if conn.is_none() {
+        *conn = Some(ctx.net.connect(&ctx.upstream, SERVER_PORT, retry).await?);
+    }
+    let c = conn.as_mut().expect("just set");
+    let mut request = Request::get(&format!("/updates?after={cursor}"), "server");
+    request
+        .headers
+        .push(("Accept".into(), "application/json".into()));
+    c.send_request(&request, retry).await?;
+    let response = c.read_response(count_events).await?;
+    if response.status != 200 {
+        return Err(PollError::Status(response.status));
+    }
+    if response.header("connection") == Some("close") {
+        if let Some(c) = conn.take() {
+            c.close("done").await;
+        }
+    }
+    serde_json::from_slice(&response.body).map_err(|_| PollError::BadBody)
+}
+// ANCHOR_END: client

@@ -1,0 +1,169 @@
+//! A proxy between clients and server: a load balancer, a corporate proxy, the
+//! ingress in front of a cluster. Mechanisms that look fine end to end meet it
+//! in production.
+//!
+//! It speaks HTTP/1.1 on both sides: it reads a whole request from the client,
+//! forwards it on its own connection to the server (adding a `Via` header, as
+//! RFC 9110 asks of proxies), reads the whole answer, and passes it back:
+//!
+//! ```text
+//! client-1 ──GET /updates?after=3──▶ proxy ──GET /updates?after=3──▶ server
+//!                                          Via: 1.1 proxy
+//! client-1 ◀──────200 OK────────── proxy ◀──────200 OK──────────── server
+//! ```
+//!
+//! Its one policy so far is the idle timeout: a connection pair on which no
+//! message has moved for `idle_timeout` is closed at both ends, as AWS's ALB
+//! (60 s by default), nginx (`proxy_read_timeout`, 60 s) and most others do.
+//! A long-poll held longer than that is cut. The trace records each cut as a
+//! `proxy` event with the reason.
+//!
+//! Modes (`proxy.mode`) change what it does to traffic; `forward` is the
+//! plain one.
+
+use crate::http::{Conn, Request, Response};
+use crate::net::{HostNet, SERVER_PORT};
+use crate::scenario::{Proxy, Span};
+use crate::trace::Event;
+use std::future::Future;
+use std::rc::Rc;
+use tokio::time::timeout;
+use turmoil::net::{TcpListener, TcpStream};
+
+/// What the proxy host runs with.
+#[derive(Clone)]
+pub struct ProxyCtx {
+    pub net: HostNet,
+    pub config: Proxy,
+    /// How the mechanism counts events in an answer, for the trace.
+    pub count_events: Rc<dyn Fn(&Response) -> Option<u32>>,
+}
+
+pub async fn proxy(ctx: ProxyCtx) -> turmoil::Result {
+    let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
+    loop {
+        let downstream = ctx.net.accept(&listener).await?;
+        tokio::task::spawn_local(relay(ctx.clone(), downstream));
+    }
+}
+
+/// Why waiting on one side ended.
+enum Wait<T> {
+    Done(T),
+    /// Nothing moved for `idle_timeout`.
+    Idle,
+}
+
+/// Runs `f` under the idle timeout (none when it is 0).
+async fn within_idle<T>(idle: Span, f: impl Future<Output = T>) -> Wait<T> {
+    if idle == Span::ZERO {
+        return Wait::Done(f.await);
+    }
+    match timeout(idle.to_std(), f).await {
+        Ok(v) => Wait::Done(v),
+        Err(_) => Wait::Idle,
+    }
+}
+
+// ANCHOR: relay
+/// Serves one client connection, with one server connection behind it.
+async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
+    let idle = ctx.config.idle_timeout;
+    let mut upstream: Option<Conn<TcpStream>> = None;
+    loop {
+        let mut request = match within_idle(idle, downstream.read_request()).await {
+            Wait::Idle => return cut(&ctx, downstream, upstream, idle, "between requests").await,
+            Wait::Done(Ok(Some(request))) => request,
+            Wait::Done(Ok(None)) => {
+                if let Some(up) = upstream {
+                    up.close("client closed").await;
+                }
+                return downstream.close("client closed").await;
+            }
+            Wait::Done(Err(e)) => {
+                if let Some(status) = e.status() {
+                    let _ = downstream
+                        .send_response(&Response::error(status, &e.to_string()), None)
+                        .await;
+                }
+                if let Some(up) = upstream {
+                    up.close("client sent a bad request").await;
+                }
+                return downstream.abandon(&e.to_string());
+            }
+        };
+        request.headers.push(("Via".into(), "1.1 proxy".into()));
+        let answer = match forward(&ctx, &mut upstream, &request, idle).await {
+            Wait::Idle => {
+                return cut(&ctx, downstream, upstream, idle, "waiting for the server").await;
+            }
+            Wait::Done(Ok(answer)) => answer,
+            Wait::Done(Err(why)) => {
+                // The server is unreachable or hung up: say so, as a gateway does.
+                if let Some(up) = upstream.take() {
+                    up.abandon(&why);
+                }
+                Response::error(502, &why)
+            }
+        };
+        let count = (ctx.count_events)(&answer);
+        if downstream.send_response(&answer, count).await.is_err() {
+            if let Some(up) = upstream {
+                up.abandon("client gone");
+            }
+            return downstream.abandon("write failed");
+        }
+        if answer.status == 502 || !request.keep_alive() {
+            if let Some(up) = upstream {
+                up.close("done").await;
+            }
+            return downstream.close("done").await;
+        }
+    }
+}
+// ANCHOR_END: relay
+
+/// Sends `request` to the server (connecting first if needed) and waits for
+/// its answer, under the idle timeout.
+async fn forward(
+    ctx: &ProxyCtx,
+    upstream: &mut Option<Conn<TcpStream>>,
+    request: &Request,
+    idle: Span,
+) -> Wait<Result<Response, String>> {
+    if upstream.is_none() {
+        match ctx.net.connect("server", SERVER_PORT, false).await {
+            Ok(c) => *upstream = Some(c),
+            Err(e) => return Wait::Done(Err(format!("cannot reach server: {e}"))),
+        }
+    }
+    let up = upstream.as_mut().expect("just set");
+    if let Err(e) = up.send_request(request, false).await {
+        return Wait::Done(Err(format!("server connection failed: {e}")));
+    }
+    let count = ctx.count_events.clone();
+    match within_idle(idle, up.read_response(move |r| count(r))).await {
+        Wait::Idle => Wait::Idle,
+        Wait::Done(Ok(r)) => Wait::Done(Ok(r)),
+        Wait::Done(Err(e)) => Wait::Done(Err(format!("server connection failed: {e}"))),
+    }
+}
+
+/// The idle timeout fired: close both connections, and say why in the trace.
+async fn cut(
+    ctx: &ProxyCtx,
+    downstream: Conn<TcpStream>,
+    upstream: Option<Conn<TcpStream>>,
+    idle: Span,
+    while_: &str,
+) {
+    ctx.net.trace.record(Event::Proxy {
+        conn: downstream.name.clone(),
+        action: "cut idle connection".into(),
+        reason: format!("no message for {idle} ({while_}); proxy.idle_timeout = {idle}"),
+    });
+    if let Some(up) = upstream {
+        up.close("proxy idle timeout").await;
+    }
+    downstream.close("proxy idle timeout").await;
+}
