@@ -28,6 +28,7 @@
 
 pub mod book;
 pub mod diagram;
+pub mod event_stream;
 pub mod http;
 pub mod lessons;
 pub mod long_polling;

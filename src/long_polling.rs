@@ -156,7 +156,7 @@ pub async fn client(ctx: ClientCtx) {
             request_once(&ctx, &mut conn, cursor, failures > 0),
         )
         .await
-        .unwrap_or_else(|_| Err(PollError::Timeout));
+        .unwrap_or(Err(PollError::Timeout));
         match outcome {
             Ok(batch) => {
                 failures = 0;
@@ -205,10 +205,10 @@ async fn request_once(
     if response.status != 200 {
         return Err(PollError::Status(response.status));
     }
-    if response.header("connection") == Some("close") {
-        if let Some(c) = conn.take() {
-            c.close("done").await;
-        }
+    if response.header("connection") == Some("close")
+        && let Some(c) = conn.take()
+    {
+        c.close("done").await;
     }
     serde_json::from_slice(&response.body).map_err(|_| PollError::BadBody)
 }

@@ -30,13 +30,16 @@ use std::rc::Rc;
 use tokio::time::timeout;
 use turmoil::net::{TcpListener, TcpStream};
 
+/// A mechanism's way of counting the events in an answer.
+pub type EventCounter = dyn Fn(&Response) -> Option<u32>;
+
 /// What the proxy host runs with.
 #[derive(Clone)]
 pub struct ProxyCtx {
     pub net: HostNet,
     pub config: Proxy,
     /// How the mechanism counts events in an answer, for the trace.
-    pub count_events: Rc<dyn Fn(&Response) -> Option<u32>>,
+    pub count_events: Rc<EventCounter>,
 }
 
 pub async fn proxy(ctx: ProxyCtx) -> turmoil::Result {

@@ -157,7 +157,7 @@ pub async fn client(ctx: ClientCtx) {
             poll_once(&ctx, &mut conn, cursor, failures > 0),
         )
         .await
-        .unwrap_or_else(|_| Err(PollError::Timeout));
+        .unwrap_or(Err(PollError::Timeout));
         match outcome {
             Ok(batch) => {
                 failures = 0;
@@ -218,10 +218,10 @@ async fn poll_once(
         return Err(PollError::Status(response.status));
     }
     let batch: Batch = serde_json::from_slice(&response.body).map_err(|_| PollError::BadBody)?;
-    if !keep_alive || response.header("connection") == Some("close") {
-        if let Some(c) = conn.take() {
-            c.close("done").await;
-        }
+    if (!keep_alive || response.header("connection") == Some("close"))
+        && let Some(c) = conn.take()
+    {
+        c.close("done").await;
     }
     Ok(batch)
 }

@@ -16,6 +16,7 @@ fn hash_of(lesson: &str, sets: &[&str]) -> String {
 /// The build sets `--cfg tokio_unstable` (.cargo/config.toml); without it
 /// turmoil cannot seed tokio's RNG and runs would only look deterministic.
 #[test]
+#[allow(clippy::assertions_on_constants)] // constant per build: that is the point
 fn build_is_configured_for_determinism() {
     assert!(
         sim::DETERMINISTIC,
