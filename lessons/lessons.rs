@@ -9,6 +9,7 @@
 
 mod long_polling;
 mod short_polling;
+mod sse;
 
 use pushpull::sim::{self, RunOptions, RunOutcome};
 use pushpull::trace::{Event, Record};

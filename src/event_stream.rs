@@ -215,6 +215,56 @@ impl Parser {
     }
 }
 
+/// Cuts a byte stream into blocks, each ending with a blank line (after LF,
+/// CR or CRLF line ends). Blocks are what a server writes in one go (an event,
+/// a comment, a `retry`); the trace records one message per block, and a
+/// proxy forwards whole blocks. Parsing is the [`Parser`]'s job, not this.
+#[derive(Debug, Default)]
+pub struct BlockSplitter {
+    pending: Vec<u8>,
+    /// Bytes in the current line so far (0: the line is empty so far).
+    line_len: usize,
+    after_cr: bool,
+}
+
+impl BlockSplitter {
+    /// Adds bytes; returns the blocks they completed.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut blocks = Vec::new();
+        for &b in bytes {
+            self.pending.push(b);
+            match b {
+                b'\n' if self.after_cr => self.after_cr = false, // LF of a CRLF
+                b'\r' | b'\n' => {
+                    self.after_cr = b == b'\r';
+                    if self.line_len == 0 && self.pending.len() > 1 {
+                        blocks.push(std::mem::take(&mut self.pending));
+                    }
+                    self.line_len = 0;
+                }
+                _ => {
+                    self.after_cr = false;
+                    self.line_len += 1;
+                }
+            }
+        }
+        blocks
+    }
+}
+
+/// How the trace names a block: its lines, joined, cut short. Blocks with a
+/// `data` line carry an event (`Some(1)`); comments and `retry` carry none.
+pub fn block_summary(block: &[u8]) -> (String, Option<u32>) {
+    let text = String::from_utf8_lossy(block);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let has_data = lines.iter().any(|l| l.starts_with("data"));
+    let mut what = lines.join(" | ");
+    if what.chars().count() > 48 {
+        what = what.chars().take(45).collect::<String>() + "...";
+    }
+    (what, has_data.then_some(1))
+}
+
 /// Everything an EventSource would make of a whole stream (for `decode sse`).
 pub fn decode_all(bytes: &[u8]) -> Vec<Output> {
     let mut parser = Parser::new();
@@ -364,6 +414,21 @@ mod tests {
             Output::Event(d) => d.data.clone(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn blocks_end_at_blank_lines_whatever_the_line_ends() {
+        let mut s = BlockSplitter::default();
+        let mut blocks = s.push(b"id: 1\ndata: a\n\n: hb\r\n\r");
+        blocks.extend(s.push(b"\ndata: b\r\rdata: c"));
+        assert_eq!(
+            blocks,
+            vec![
+                b"id: 1\ndata: a\n\n".to_vec(),
+                b": hb\r\n\r\n".to_vec(),
+                b"data: b\r\r".to_vec()
+            ]
+        );
     }
 
     #[test]

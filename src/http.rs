@@ -123,9 +123,13 @@ impl Request {
         bytes
     }
 
-    /// How the trace names this message: its request line.
+    /// How the trace names this message: its request line, and the
+    /// `Last-Event-ID` it carries if any (the header SSE resumes with).
     pub fn summary(&self) -> String {
-        format!("{} {}", self.method, self.target)
+        match self.header("last-event-id") {
+            Some(id) => format!("{} {} [Last-Event-ID: {id}]", self.method, self.target),
+            None => format!("{} {}", self.method, self.target),
+        }
     }
 }
 
@@ -148,6 +152,18 @@ impl Response {
 
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
+    }
+
+    /// The head of a response whose body is a stream: no `Content-Length`,
+    /// so the body runs until the server closes the connection (RFC 9112
+    /// section 6.3, rule 8). The body follows in later writes.
+    pub fn stream_head_bytes(&self) -> Vec<u8> {
+        let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason);
+        for (n, v) in &self.headers {
+            out.push_str(&format!("{n}: {v}\r\n"));
+        }
+        out.push_str("\r\n");
+        out.into_bytes()
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -263,6 +279,33 @@ impl Loss {
     }
 }
 
+/// The network's switch to kill a connection at once, as when a phone loses
+/// its network and the operating system tells every app its sockets are gone.
+/// (turmoil's own partitions are silent: packets vanish and nobody is told.)
+#[derive(Default)]
+pub struct Severance {
+    severed: std::cell::Cell<bool>,
+    notify: tokio::sync::Notify,
+}
+
+impl Severance {
+    pub fn sever(&self) {
+        self.severed.set(true);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_severed(&self) -> bool {
+        self.severed.get()
+    }
+}
+
+fn reset_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        "connection reset by the network",
+    )
+}
+
 /// One end of a TCP connection, speaking HTTP/1.1 and recording every message.
 pub struct Conn<S> {
     stream: S,
@@ -279,6 +322,18 @@ pub struct Conn<S> {
     loss: Loss,
     /// Set once the network has "lost" a message: the connection is dead.
     broken: bool,
+    /// While reading a streamed body: the splitter that finds its blocks.
+    stream_blocks: crate::event_stream::BlockSplitter,
+    severance: Rc<Severance>,
+}
+
+/// How the body after a response head ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length` bytes (0 for 204, 304 and 1xx).
+    Length(usize),
+    /// No length: the body runs until the connection closes (event streams).
+    UntilClose,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -294,7 +349,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             trace,
             loss,
             broken: false,
+            stream_blocks: Default::default(),
+            severance: Rc::default(),
         }
+    }
+
+    /// Lets the network reset this connection through `severance`.
+    pub fn with_severance(mut self, severance: Rc<Severance>) -> Conn<S> {
+        self.severance = severance;
+        self
     }
 
     fn incoming(&self) -> Dir {
@@ -319,6 +382,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 io::ErrorKind::BrokenPipe,
                 "connection already broken",
             ));
+        }
+        if self.severance.is_severed() {
+            return Err(reset_error());
         }
         self.sent += 1;
         let lost = self.loss.strikes();
@@ -358,7 +424,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Reads more bytes into `buf`. `Ok(false)` is a clean end of stream.
     async fn fill(&mut self) -> io::Result<bool> {
         let mut chunk = [0u8; 4096];
-        let n = self.stream.read(&mut chunk).await?;
+        let severed = self.severance.notify.notified();
+        tokio::pin!(severed);
+        severed.as_mut().enable();
+        if self.severance.is_severed() {
+            return Err(reset_error());
+        }
+        let n = tokio::select! {
+            n = self.stream.read(&mut chunk) => n?,
+            _ = severed => return Err(reset_error()),
+        };
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(n > 0)
     }
@@ -407,6 +482,68 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 return Err(HttpError::UnexpectedEof);
             }
         }
+    }
+
+    /// Reads the start of a response: the whole response when it has a
+    /// length (recorded as one message, as `read_response` does), or only the
+    /// head of a stream, whose body then comes from `read_stream`.
+    pub async fn read_response_start(
+        &mut self,
+        count_events: impl Fn(&Response) -> Option<u32>,
+    ) -> Result<(Response, Framing), HttpError> {
+        loop {
+            if let Some((head_len, mut response, body_len)) = parse_response_head(&self.buf)? {
+                let streamed = body_len == 0
+                    && response.header("content-length").is_none()
+                    && !(response.status < 200 || response.status == 204 || response.status == 304);
+                if streamed {
+                    self.buf.drain(..head_len);
+                    self.record_received(response.summary(), head_len, None);
+                    self.stream_blocks = Default::default();
+                    return Ok((response, Framing::UntilClose));
+                }
+                response.body = self.read_body(head_len, body_len).await?;
+                let events = count_events(&response);
+                self.record_received(response.summary(), head_len + body_len, events);
+                return Ok((response, Framing::Length(body_len)));
+            }
+            if !self.fill().await? {
+                return Err(HttpError::UnexpectedEof);
+            }
+        }
+    }
+
+    /// The next bytes of a streamed body (after `read_response_start`), and
+    /// the blocks they completed, each recorded as one received message.
+    /// `Ok(None)` when the body has ended (the server closed the stream).
+    pub async fn read_stream(&mut self) -> io::Result<Option<(Vec<u8>, Vec<Vec<u8>>)>> {
+        if self.buf.is_empty() && !self.fill().await? {
+            return Ok(None);
+        }
+        let raw: Vec<u8> = std::mem::take(&mut self.buf);
+        let blocks = self.stream_blocks.push(&raw);
+        for block in &blocks {
+            let (what, events) = crate::event_stream::block_summary(block);
+            self.record_received(what, block.len(), events);
+        }
+        Ok(Some((raw, blocks)))
+    }
+
+    /// Writes one block of a stream (an event, a comment) as one message.
+    pub async fn send_block(&mut self, block: &[u8]) -> io::Result<()> {
+        let (what, events) = crate::event_stream::block_summary(block);
+        self.send(block, what, events, false).await
+    }
+
+    /// Writes the head of a streamed response.
+    pub async fn send_stream_head(&mut self, response: &Response) -> io::Result<()> {
+        self.send(
+            &response.stream_head_bytes(),
+            response.summary(),
+            None,
+            false,
+        )
+        .await
     }
 
     /// Waits until `head_len + body_len` bytes are buffered, then takes them.

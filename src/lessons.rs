@@ -14,6 +14,7 @@ pub const LESSONS: &[(&str, &str)] = &[
         include_str!("../lessons/short_polling.toml"),
     ),
     ("long_polling", include_str!("../lessons/long_polling.toml")),
+    ("sse", include_str!("../lessons/sse.toml")),
 ];
 
 /// Finds a scenario by lesson name or file path and applies the overrides.

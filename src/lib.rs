@@ -38,4 +38,5 @@ pub mod report;
 pub mod scenario;
 pub mod short_polling;
 pub mod sim;
+pub mod sse;
 pub mod trace;

@@ -56,6 +56,14 @@ enum Command {
     },
     /// List the lessons, one line each.
     Lessons,
+    /// Decode raw wire bytes the way a browser would (e.g. a stream copied
+    /// from the network tab), one JSON object per line.
+    Decode {
+        #[arg(value_enum)]
+        format: DecodeFormat,
+        /// The bytes to decode; standard input if omitted.
+        file: Option<PathBuf>,
+    },
     /// Build the book (from fresh runs) into book/build; --serve to read it.
     Book {
         /// Serve the built book on 127.0.0.1 and print the address.
@@ -80,6 +88,14 @@ struct Params {
     /// Report format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DecodeFormat {
+    /// A `text/event-stream` body, as EventSource interprets it: prints
+    /// `{"type":..,"data":..,"last_event_id":..}` per dispatched event and
+    /// `{"retry":N}` when a `retry` field sets the reconnection time.
+    Sse,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -203,9 +219,45 @@ fn execute(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Decode { format, file } => match format {
+            DecodeFormat::Sse => decode_sse(file),
+        },
         Command::Book { serve, port } => pushpull::book::command(serve, port),
         Command::Bench => pushpull::book::bench(),
     }
+}
+
+/// Reads the stream in chunks and prints events as they complete, so a live
+/// stream piped in shows its events as they arrive.
+fn decode_sse(file: Option<PathBuf>) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut input: Box<dyn Read> = match &file {
+        Some(path) => Box::new(
+            std::fs::File::open(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut parser = pushpull::event_stream::Parser::new();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = input
+            .read(&mut chunk)
+            .map_err(|e| format!("read failed: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        for output in parser.feed(&chunk[..n]) {
+            let line = serde_json::to_string(&output).expect("outputs serialize");
+            writeln!(out, "{line}").map_err(|e| format!("write failed: {e}"))?;
+        }
+        out.flush().map_err(|e| format!("write failed: {e}"))?;
+    }
+    // A last event without its blank line is dropped, as EventSource does.
+    parser.end_of_stream();
+    Ok(())
 }
 
 fn print_report(report: &Report, format: Format) {

@@ -4,22 +4,74 @@
 //! Nothing here is specific to a mechanism; the mechanism modules are where
 //! the lesson is.
 
-use crate::http::{Conn, Loss};
+use crate::http::{Conn, Loss, Severance};
 use crate::trace::{Dir, Event, HostTrace};
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use turmoil::net::{TcpListener, TcpStream};
 
 /// The port every server in the sandbox listens on.
 pub const SERVER_PORT: u16 = 80;
 
-/// What a host needs to talk on the network: its trace handle and its loss dice.
+/// What a host needs to talk on the network: its trace handle, its loss dice,
+/// and the switchboard through which a fault can reset its connections.
 #[derive(Clone)]
 pub struct HostNet {
     pub trace: HostTrace,
     pub loss: Loss,
+    pub switchboard: Switchboard,
+}
+
+/// Every open connection of the run, by the hosts at its two ends, so that a
+/// `cut` fault with `reset = true` can kill them the moment it starts.
+#[derive(Clone, Default)]
+pub struct Switchboard {
+    lines: Rc<RefCell<Vec<Line>>>,
+}
+
+/// One connection end: its host, the host at the other end, its switch.
+type Line = (String, String, Weak<Severance>);
+
+impl Switchboard {
+    fn register(&self, local_host: &str, peer_host: &str) -> Rc<Severance> {
+        let severance = Rc::new(Severance::default());
+        let mut lines = self.lines.borrow_mut();
+        // Forget connections that have gone, now and then, so a long run
+        // with many short connections does not grow this list without end.
+        if lines.len() >= 1024 && lines.len().is_power_of_two() {
+            lines.retain(|(_, _, s)| s.strong_count() > 0);
+        }
+        lines.push((
+            local_host.to_string(),
+            peer_host.to_string(),
+            Rc::downgrade(&severance),
+        ));
+        severance
+    }
+
+    /// Resets every live connection with an end on one of `hosts`; returns
+    /// how many ends were reset.
+    pub fn reset(&self, hosts: &[String]) -> usize {
+        let mut count = 0;
+        for (local, peer, severance) in self.lines.borrow().iter() {
+            if (hosts.contains(local) || hosts.contains(peer))
+                && let Some(s) = severance.upgrade()
+            {
+                s.sever();
+                count += 1;
+            }
+        }
+        count
+    }
+}
+
+fn host_of(named_addr: &str) -> &str {
+    named_addr
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(named_addr)
 }
 
 /// `client-1:49153`: a socket address with the host's name instead of its IP,
@@ -39,29 +91,28 @@ impl HostNet {
     ) -> io::Result<Conn<TcpStream>> {
         match TcpStream::connect((host, port)).await {
             Ok(stream) => {
-                let name = format!(
-                    "{}>{}",
-                    named(stream.local_addr()?),
-                    named(stream.peer_addr()?)
-                );
+                let peer = named(stream.peer_addr()?);
+                let name = format!("{}>{peer}", named(stream.local_addr()?));
                 self.trace.record(Event::Connect {
                     conn: name.clone(),
                     reconnect,
                 });
-                Ok(Conn::new(
-                    stream,
-                    name,
-                    Dir::Up,
-                    self.trace.clone(),
-                    self.loss.clone(),
-                ))
+                let severance = self.switchboard.register(self.trace.host(), host_of(&peer));
+                Ok(
+                    Conn::new(stream, name, Dir::Up, self.trace.clone(), self.loss.clone())
+                        .with_severance(severance),
+                )
             }
             Err(e) => {
                 self.trace.record(Event::ConnectFailed {
                     target: format!("{host}:{port}"),
                     reason: e.kind().to_string(),
                 });
-                Err(e)
+                // turmoil's message is a bare IP address; name the host.
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot connect to {host}:{port}: {}", e.kind()),
+                ))
             }
         }
     }
@@ -69,15 +120,18 @@ impl HostNet {
     /// Waits for the next connection on `listener`, recording it.
     pub async fn accept(&self, listener: &TcpListener) -> io::Result<Conn<TcpStream>> {
         let (stream, peer) = listener.accept().await?;
-        let name = format!("{}>{}", named(peer), named(stream.local_addr()?));
+        let peer = named(peer);
+        let name = format!("{peer}>{}", named(stream.local_addr()?));
         self.trace.record(Event::Accept { conn: name.clone() });
+        let severance = self.switchboard.register(self.trace.host(), host_of(&peer));
         Ok(Conn::new(
             stream,
             name,
             Dir::Down,
             self.trace.clone(),
             self.loss.clone(),
-        ))
+        )
+        .with_severance(severance))
     }
 }
 

@@ -18,12 +18,14 @@
 //! A long-poll held longer than that is cut. The trace records each cut as a
 //! `proxy` event with the reason.
 //!
-//! Modes (`proxy.mode`) change what it does to traffic; `forward` is the
-//! plain one.
+//! Streamed answers (SSE) are passed on block by block. Modes (`proxy.mode`)
+//! change that: `forward` passes each block on at once; `buffer` holds them
+//! until `buffer_kib` have gathered or the stream ends, the way nginx buffers
+//! responses unless told `proxy_buffering off` (or `X-Accel-Buffering: no`).
 
-use crate::http::{Conn, Request, Response};
+use crate::http::{Conn, Framing, Request, Response};
 use crate::net::{HostNet, SERVER_PORT};
-use crate::scenario::{Proxy, Span};
+use crate::scenario::{Proxy, ProxyMode, Span};
 use crate::trace::Event;
 use std::future::Future;
 use std::rc::Rc;
@@ -96,7 +98,7 @@ async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
             }
         };
         request.headers.push(("Via".into(), "1.1 proxy".into()));
-        let answer = match forward(&ctx, &mut upstream, &request, idle).await {
+        let (answer, framing) = match forward(&ctx, &mut upstream, &request, idle).await {
             Wait::Idle => {
                 return cut(&ctx, downstream, upstream, idle, "waiting for the server").await;
             }
@@ -106,9 +108,14 @@ async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
                 if let Some(up) = upstream.take() {
                     up.abandon(&why);
                 }
-                Response::error(502, &why)
+                (Response::error(502, &why), Framing::Length(0))
             }
         };
+        if framing == Framing::UntilClose {
+            // A stream (SSE): it ends only when one side closes.
+            let up = upstream.take().expect("a stream came from upstream");
+            return relay_stream(&ctx, answer, up, downstream).await;
+        }
         let count = (ctx.count_events)(&answer);
         if downstream.send_response(&answer, count).await.is_err() {
             if let Some(up) = upstream {
@@ -124,6 +131,75 @@ async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
         }
     }
 }
+
+/// Passes a streamed response on, block by block (`forward`), or in batches
+/// of `buffer_kib` (`buffer`). The idle timeout still applies: a stream with
+/// no byte for `idle_timeout` is cut, which is why SSE servers send heartbeats.
+async fn relay_stream(
+    ctx: &ProxyCtx,
+    head: Response,
+    mut upstream: Conn<TcpStream>,
+    mut downstream: Conn<TcpStream>,
+) {
+    let idle = ctx.config.idle_timeout;
+    if downstream.send_stream_head(&head).await.is_err() {
+        upstream.abandon("client gone");
+        return downstream.abandon("write failed");
+    }
+    let limit = ctx.config.buffer_kib as usize * 1024;
+    let unbuffered = head
+        .header("x-accel-buffering")
+        .is_some_and(|v| v.eq_ignore_ascii_case("no"));
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let mut held_bytes = 0;
+    loop {
+        let blocks = match within_idle(idle, upstream.read_stream()).await {
+            Wait::Idle => return cut(ctx, downstream, Some(upstream), idle, "in a stream").await,
+            Wait::Done(Ok(Some((_, blocks)))) => blocks,
+            Wait::Done(Ok(None)) | Wait::Done(Err(_)) => {
+                // The stream ended: what is held goes out now.
+                for block in held {
+                    if downstream.send_block(&block).await.is_err() {
+                        break;
+                    }
+                }
+                upstream.close("stream ended").await;
+                return downstream.close("stream ended").await;
+            }
+        };
+        for block in blocks {
+            held_bytes += block.len();
+            held.push(block);
+        }
+        let flush = match ctx.config.mode {
+            ProxyMode::Forward => true,
+            // nginx's convention: the response can ask not to be buffered.
+            ProxyMode::Buffer if unbuffered => true,
+            // The buffering trap: small events sit here until enough of
+            // them gather, which for a quiet stream can be minutes.
+            ProxyMode::Buffer => held_bytes >= limit,
+        };
+        if flush && !held.is_empty() {
+            if ctx.config.mode == ProxyMode::Buffer && !unbuffered {
+                ctx.net.trace.record(Event::Proxy {
+                    conn: downstream.name.clone(),
+                    action: "flush buffer".into(),
+                    reason: format!(
+                        "{held_bytes} bytes held >= proxy.buffer_kib = {}",
+                        ctx.config.buffer_kib
+                    ),
+                });
+            }
+            for block in held.drain(..) {
+                if downstream.send_block(&block).await.is_err() {
+                    upstream.abandon("client gone");
+                    return downstream.abandon("write failed");
+                }
+            }
+            held_bytes = 0;
+        }
+    }
+}
 // ANCHOR_END: relay
 
 /// Sends `request` to the server (connecting first if needed) and waits for
@@ -133,7 +209,7 @@ async fn forward(
     upstream: &mut Option<Conn<TcpStream>>,
     request: &Request,
     idle: Span,
-) -> Wait<Result<Response, String>> {
+) -> Wait<Result<(Response, Framing), String>> {
     if upstream.is_none() {
         match ctx.net.connect("server", SERVER_PORT, false).await {
             Ok(c) => *upstream = Some(c),
@@ -145,7 +221,7 @@ async fn forward(
         return Wait::Done(Err(format!("server connection failed: {e}")));
     }
     let count = ctx.count_events.clone();
-    match within_idle(idle, up.read_response(move |r| count(r))).await {
+    match within_idle(idle, up.read_response_start(move |r| count(r))).await {
         Wait::Idle => Wait::Idle,
         Wait::Done(Ok(r)) => Wait::Done(Ok(r)),
         Wait::Done(Err(e)) => Wait::Done(Err(format!("server connection failed: {e}"))),

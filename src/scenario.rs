@@ -153,16 +153,22 @@ impl<'de> Deserialize<'de> for Span {
 pub enum Mechanism {
     ShortPolling,
     LongPolling,
+    Sse,
 }
 
 impl Mechanism {
     /// Every mechanism the sandbox can run, in the order `compare` shows them.
-    pub const ALL: &'static [Mechanism] = &[Mechanism::ShortPolling, Mechanism::LongPolling];
+    pub const ALL: &'static [Mechanism] = &[
+        Mechanism::ShortPolling,
+        Mechanism::LongPolling,
+        Mechanism::Sse,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::ShortPolling => "short_polling",
             Mechanism::LongPolling => "long_polling",
+            Mechanism::Sse => "sse",
         }
     }
 }
@@ -186,6 +192,7 @@ pub struct Scenario {
     pub workload: Workload,
     pub short_polling: ShortPolling,
     pub long_polling: LongPolling,
+    pub sse: Sse,
     /// An optional HTTP proxy (a load balancer) between clients and server.
     pub proxy: Proxy,
     pub faults: Vec<Fault>,
@@ -203,6 +210,7 @@ impl Default for Scenario {
             workload: Workload::default(),
             short_polling: ShortPolling::default(),
             long_polling: LongPolling::default(),
+            sse: Sse::default(),
             proxy: Proxy::default(),
             faults: Vec::new(),
         }
@@ -280,6 +288,9 @@ pub struct Events {
     pub at: Vec<Span>,
     /// First event time for `every` and `rate`.
     pub start: Span,
+    /// With `every` or `rate`: stop after this many events (a burst).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -340,12 +351,71 @@ impl Default for LongPolling {
     }
 }
 
+/// What an SSE server does instead of streaming, from `refuse_after` on
+/// (to show how EventSource reacts to each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SseRefusal {
+    /// `500 Internal Server Error`.
+    #[serde(rename = "status_500")]
+    Status500,
+    /// `204 No Content`: the documented way to tell EventSource to stop.
+    #[serde(rename = "status_204")]
+    Status204,
+    /// `200 OK` with `Content-Type: application/json`.
+    WrongContentType,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sse {
+    /// Send `retry: <ms>` at the start of each stream, setting the client's
+    /// reconnection time. Unset: the client keeps its default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Span>,
+    /// The client's reconnection time until a `retry` field says otherwise.
+    /// Browsers pick a few seconds (Chromium 3 s, Firefox 5 s).
+    pub client_default_retry: Span,
+    /// A comment line (`: heartbeat`) after this much silence. `0` sends none.
+    pub heartbeat: Span,
+    /// The client treats this much silence as a dead connection and
+    /// reconnects. `0` never does, like a browser's EventSource.
+    pub client_heartbeat_timeout: Span,
+    /// How many recent events the server keeps for `Last-Event-ID` replay.
+    pub history: u32,
+    /// From this time on the server answers new stream requests with
+    /// `refuse_with` instead of a stream. `0` never.
+    pub refuse_after: Span,
+    pub refuse_with: SseRefusal,
+    /// Send `X-Accel-Buffering: no` with the stream: the header nginx (and
+    /// our proxy in `buffer` mode) obeys to pass this response on unbuffered.
+    pub no_proxy_buffering: bool,
+}
+
+impl Default for Sse {
+    fn default() -> Self {
+        Sse {
+            retry: None,
+            client_default_retry: Span::from_secs(3),
+            heartbeat: Span::from_secs(15),
+            client_heartbeat_timeout: Span::ZERO,
+            history: 1000,
+            refuse_after: Span::ZERO,
+            refuse_with: SseRefusal::Status500,
+            no_proxy_buffering: false,
+        }
+    }
+}
+
 /// What the proxy does to the traffic it forwards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProxyMode {
-    /// Forward each request and response as soon as it is complete.
+    /// Forward each request, response and stream block as soon as it is complete.
     Forward,
+    /// Hold a streamed response's bytes until `buffer_kib` have gathered or
+    /// the response ends, as nginx does with `proxy_buffering on`.
+    Buffer,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -357,6 +427,9 @@ pub struct Proxy {
     /// Close a connection pair on which no message has moved for this long,
     /// as load balancers do (60 s is a common default). `0` never closes.
     pub idle_timeout: Span,
+    /// In `buffer` mode: how much of a streamed response to gather before
+    /// passing it on.
+    pub buffer_kib: u32,
 }
 
 impl Default for Proxy {
@@ -365,6 +438,7 @@ impl Default for Proxy {
             enabled: false,
             mode: ProxyMode::Forward,
             idle_timeout: Span::from_secs(60),
+            buffer_kib: 16,
         }
     }
 }
@@ -380,6 +454,11 @@ pub struct Fault {
     pub from: Option<Span>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<Span>,
+    /// With a cut: reset the cut hosts' connections when it starts (a phone
+    /// losing its network: every app hears at once). Without it the cut is
+    /// silent: packets vanish and nobody is told until a timer says so.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
     /// Crash this host (only `"server"` for now) ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crash: Option<String>,
@@ -399,6 +478,7 @@ pub enum FaultPlan {
         hosts: Vec<String>,
         from: Span,
         to: Span,
+        reset: bool,
     },
     /// Crash the server at `at`, start it again at `restart`.
     Crash { at: Span, restart: Span },
@@ -674,6 +754,24 @@ impl Scenario {
                 "must be at least 1ms and at most long_polling.backoff_max",
             ));
         }
+        let sse = &self.sse;
+        if sse.history == 0 || sse.history > 1_000_000 {
+            return Err(err("sse.history", "must be between 1 and 1000000 events"));
+        }
+        if let Some(retry) = sse.retry
+            && retry < Span::from_millis(1)
+        {
+            return Err(err("sse.retry", "must be at least 1ms"));
+        }
+        if self.proxy.buffer_kib == 0 || self.proxy.buffer_kib > 1024 {
+            return Err(err("proxy.buffer_kib", "must be between 1 and 1024"));
+        }
+        if e.count == Some(0) {
+            return Err(err("workload.events.count", "must be at least 1"));
+        }
+        if e.count.is_some() && e.every.is_none() && e.rate.is_none() {
+            return Err(err("workload.events.count", "goes with `every` or `rate`"));
+        }
         self.fault_plans()?;
         Ok(())
     }
@@ -749,10 +847,11 @@ impl Scenario {
                         hosts: cut_hosts,
                         from,
                         to,
+                        reset: f.reset,
                     });
                 }
                 (None, Some(target)) => {
-                    if f.from.is_some() || f.to.is_some() {
+                    if f.from.is_some() || f.to.is_some() || f.reset {
                         return Err(err(
                             at("crash"),
                             "a crash takes `at` and `restart`, not `from`/`to`",
@@ -801,8 +900,9 @@ impl Scenario {
 /// path, so that `--set` can still name them.
 fn optional_fields(table_path: &[&str]) -> &'static [&'static str] {
     match table_path {
-        ["workload", "events"] => &["every", "rate", "at"],
-        ["faults", _] => &["cut", "from", "to", "crash", "at", "restart"],
+        ["workload", "events"] => &["every", "rate", "at", "count"],
+        ["sse"] => &["retry"],
+        ["faults", _] => &["cut", "from", "to", "reset", "crash", "at", "restart"],
         _ => &[],
     }
 }

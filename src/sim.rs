@@ -120,6 +120,9 @@ pub fn publication_times(scenario: &Scenario) -> Result<Vec<Span>, String> {
             if times.len() > crate::scenario::MAX_EVENTS {
                 return Err(too_many());
             }
+            if e.count.is_some_and(|n| times.len() >= n as usize) {
+                break;
+            }
             t = Span(t.0 + every.0);
         }
     } else if let Some(rate) = e.rate {
@@ -137,6 +140,9 @@ pub fn publication_times(scenario: &Scenario) -> Result<Vec<Span>, String> {
             if times.len() > crate::scenario::MAX_EVENTS {
                 return Err(too_many());
             }
+            if e.count.is_some_and(|n| times.len() >= n as usize) {
+                break;
+            }
         }
     } else {
         times = e.at.clone();
@@ -148,7 +154,8 @@ pub fn publication_times(scenario: &Scenario) -> Result<Vec<Span>, String> {
 /// Something the run loop does at a given time.
 enum Action {
     Publish,
-    Cut(Vec<String>),
+    /// A partition; `true`: also reset the connections crossing it.
+    Cut(Vec<String>, bool),
     Heal(Vec<String>),
     Crash,
     Restart,
@@ -182,6 +189,7 @@ fn server_software(mechanism: Mechanism, ctx: ServerCtx) -> HostFuture {
     match mechanism {
         Mechanism::ShortPolling => Box::pin(crate::short_polling::server(ctx)),
         Mechanism::LongPolling => Box::pin(crate::long_polling::server(ctx)),
+        Mechanism::Sse => Box::pin(crate::sse::server(ctx)),
     }
 }
 
@@ -191,6 +199,8 @@ fn count_events_for(mechanism: Mechanism) -> impl Fn(&crate::http::Response) -> 
         Mechanism::ShortPolling | Mechanism::LongPolling => {
             crate::short_polling::count_events(response)
         }
+        // Streams are counted block by block as they pass.
+        Mechanism::Sse => None,
     }
 }
 
@@ -198,6 +208,7 @@ fn client_software(mechanism: Mechanism, ctx: ClientCtx) -> Pin<Box<dyn Future<O
     match mechanism {
         Mechanism::ShortPolling => Box::pin(crate::short_polling::client(ctx)),
         Mechanism::LongPolling => Box::pin(crate::long_polling::client(ctx)),
+        Mechanism::Sse => Box::pin(crate::sse::client(ctx)),
     }
 }
 
@@ -225,7 +236,9 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
         .tcp_capacity(scenario.workload.clients as usize + 256)
         .build();
 
+    let switchboard = crate::net::Switchboard::default();
     let host_net = |host: &str| HostNet {
+        switchboard: switchboard.clone(),
         trace: tracer.on(host),
         loss: Loss {
             probability: net.loss,
@@ -311,8 +324,13 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
         .collect();
     for plan in scenario.fault_plans().map_err(|e| e.to_string())? {
         match plan {
-            FaultPlan::Cut { hosts, from, to } => {
-                actions.push((from, Action::Cut(hosts.clone())));
+            FaultPlan::Cut {
+                hosts,
+                from,
+                to,
+                reset,
+            } => {
+                actions.push((from, Action::Cut(hosts.clone(), reset)));
                 actions.push((to, Action::Heal(hosts)));
             }
             FaultPlan::Crash { at, restart } => {
@@ -335,9 +353,20 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
                     log.append(payload(id, scenario.workload.payload_bytes));
                     tracer.at(t, "server".into(), Event::Publish { event: id });
                 }
-                Action::Cut(hosts) => {
+                Action::Cut(hosts, reset) => {
                     for h in hosts {
                         sim.partition(h.as_str(), upstream);
+                    }
+                    if *reset {
+                        switchboard.reset(hosts);
+                        tracer.at(
+                            t,
+                            "network".into(),
+                            Event::Fault {
+                                kind: "reset".into(),
+                                hosts: hosts.clone(),
+                            },
+                        );
                     }
                     tracer.at(
                         t,

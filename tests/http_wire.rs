@@ -26,6 +26,7 @@ fn exchange(request: &[u8]) -> String {
         net: HostNet {
             trace: tracer.on("server"),
             loss: Loss::none(),
+            switchboard: Default::default(),
         },
         log,
         scenario: Rc::new(Scenario::default()),

@@ -1,0 +1,260 @@
+//! Lesson: Server-Sent Events. Checks the claims of the "Server-Sent Events"
+//! chapter on real runs.
+//!
+//!     cargo test --test lessons sse
+
+use crate::{delivery_delays_ms, run};
+use pushpull::trace::{Dir, Event, Record};
+
+/// The ids client `client` delivered, in delivery order.
+fn delivered_ids(records: &[Record], client: u32) -> Vec<u64> {
+    records
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Deliver { client: c, event } if c == client => Some(event),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Requests the server received, as the trace names them.
+fn requests_at_server(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| r.host == "server")
+        .filter_map(|r| match &r.event {
+            Event::Recv {
+                dir: Dir::Up, what, ..
+            } => Some(what.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+// ANCHOR: one_connection
+/// "One persistent connection": a fault-free run uses exactly one connection
+/// and one request per client, and every event arrives one transit after it
+/// is published (40 ms latency + up to 10 ms jitter).
+#[test]
+fn sse_uses_one_connection_per_client_and_delivers_in_one_transit() {
+    let outcome = run("sse", &[]);
+    let r = &outcome.report;
+    assert_eq!(r.connections_opened, 3);
+    assert_eq!(r.requests, 3);
+    assert_eq!((r.reconnects, r.lost, r.duplicated), (0, 0, 0));
+    for delay in delivery_delays_ms(&outcome.records) {
+        assert!((40.0..=52.0).contains(&delay), "delay {delay} ms");
+    }
+}
+// ANCHOR_END: one_connection
+
+// ANCHOR: resume
+/// "Reconnects automatically": client-1's phone loses its network for 15 s
+/// (its connection is reset). EventSource waits its reconnection time, tries
+/// again until the network is back, sends `Last-Event-ID`, and the server
+/// replays exactly what was missed: every event once, in order.
+#[test]
+fn sse_client_resumes_from_last_event_id_after_cut_off() {
+    let outcome = run(
+        "sse",
+        &[r#"faults=[{cut="client-1", from="60s", to="75s", reset=true}]"#],
+    );
+    let r = &outcome.report;
+    let resumed: Vec<String> = requests_at_server(&outcome.records)
+        .into_iter()
+        .filter(|w| w.contains("Last-Event-ID"))
+        .collect();
+    println!("resumed with: {resumed:?}");
+    assert_eq!(resumed.len(), 1, "one successful reconnection");
+    let ids = delivered_ids(&outcome.records, 1);
+    let expected: Vec<u64> = (1..=r.published).collect();
+    assert_eq!(
+        ids, expected,
+        "client-1 gets every event exactly once, in order"
+    );
+    assert_eq!((r.lost, r.duplicated, r.out_of_order), (0, 0, 0));
+    assert!(r.reconnects >= 1);
+}
+// ANCHOR_END: resume
+
+// ANCHOR: retry_field
+/// `retry: 10000` sets the reconnection time: the same 2-second outage keeps
+/// the client away for about 10 s instead of 3 s.
+#[test]
+fn sse_retry_field_makes_the_outage_longer() {
+    let cut = r#"faults=[{cut="client-1", from="60s", to="62s", reset=true}]"#;
+    let default = run("sse", &[cut]).report;
+    let slow = run("sse", &[cut, "sse.retry=10s"]).report;
+    let (fast_max, slow_max) = (
+        default.latency_ms.max.unwrap(),
+        slow.latency_ms.max.unwrap(),
+    );
+    println!("worst delay: {fast_max} ms with the 3 s default, {slow_max} ms with retry: 10000");
+    assert!((3000.0..5000.0).contains(&fast_max), "{fast_max}");
+    assert!((10000.0..12000.0).contains(&slow_max), "{slow_max}");
+    assert_eq!((default.lost, slow.lost), (0, 0));
+}
+// ANCHOR_END: retry_field
+
+// ANCHOR: silent_partition
+/// A silent partition (packets vanish, no reset ever comes) leaves a browser's
+/// EventSource waiting forever on a dead stream. A heartbeat timeout on the
+/// client (the server sends a comment every 15 s, so 20 s of silence means
+/// the stream is dead) turns it into a reconnect, and nothing is lost.
+#[test]
+fn sse_heartbeat_timeout_detects_a_silent_partition() {
+    let cut = r#"faults=[{cut="client-1", from="60s", to="75s"}]"#;
+    let stuck = run("sse", &[cut]);
+    let lost_by_client_1 = stuck.report.published - delivered_ids(&stuck.records, 1).len() as u64;
+    println!("without a heartbeat timeout client-1 misses {lost_by_client_1} events");
+    assert!(
+        lost_by_client_1 > 10,
+        "the stream should stay dead to the end"
+    );
+    assert_eq!(stuck.report.reconnects, 0, "nothing ever tells the client");
+
+    let healed = run("sse", &[cut, "sse.client_heartbeat_timeout=20s"]).report;
+    println!(
+        "with a 20 s heartbeat timeout: reconnects {}, lost {}",
+        healed.reconnects, healed.lost
+    );
+    assert_eq!(healed.reconnects, 1);
+    assert_eq!((healed.lost, healed.duplicated), (0, 0));
+}
+// ANCHOR_END: silent_partition
+
+// ANCHOR: fail_for_good
+/// Some answers make EventSource give up for good: a status other than 200
+/// (500, and 204, the documented "stop"), or a Content-Type other than
+/// text/event-stream. After the server starts refusing at 50 s, client-1's
+/// reconnection at 60 s is refused and it never connects again.
+#[test]
+fn sse_500_204_or_wrong_content_type_stop_the_client_for_good() {
+    for refusal in ["status_500", "status_204", "wrong_content_type"] {
+        let outcome = run(
+            "sse",
+            &[
+                "sse.refuse_after=50s",
+                &format!("sse.refuse_with=\"{refusal}\""),
+                r#"faults=[{cut="client-1", from="60s", to="61s", reset=true}]"#,
+            ],
+        );
+        let gave_up_at = outcome
+            .records
+            .iter()
+            .find(|r| matches!(&r.event, Event::Error { client: 1, what } if what.contains("for good")))
+            .map(|r| r.t_us)
+            .unwrap_or_else(|| panic!("{refusal}: client-1 should fail for good"));
+        let connects_after = outcome
+            .records
+            .iter()
+            .filter(|r| r.host == "client-1" && r.t_us > gave_up_at)
+            .filter(|r| matches!(r.event, Event::Connect { .. }))
+            .count();
+        println!("{refusal}: client-1 gave up at {} ms", gave_up_at / 1000);
+        assert_eq!(connects_after, 0, "{refusal}: no reconnect after failing");
+        assert!(
+            outcome.report.lost > 0,
+            "{refusal}: later events never reach client-1"
+        );
+    }
+}
+// ANCHOR_END: fail_for_good
+
+// ANCHOR: buffering_proxy
+/// A proxy that buffers responses (nginx's default) holds the stream's small
+/// events until 1 KiB has gathered: delivery goes from one transit to many
+/// seconds. The fix is one response header, `X-Accel-Buffering: no`.
+#[test]
+fn sse_buffering_proxy_delays_delivery_until_the_header_fixes_it() {
+    let proxy = [
+        "proxy.enabled=true",
+        "proxy.mode=\"buffer\"",
+        "proxy.buffer_kib=1",
+    ];
+    let buffered = run("sse", &proxy).report;
+    let fixed = run(
+        "sse",
+        &[&proxy[..], &["sse.no_proxy_buffering=true"]].concat(),
+    )
+    .report;
+    let (slow, fast) = (
+        buffered.latency_ms.p50.unwrap(),
+        fixed.latency_ms.p50.unwrap(),
+    );
+    println!(
+        "p50 delay through a buffering proxy: {slow} ms; with X-Accel-Buffering: no: {fast} ms"
+    );
+    assert!(slow > 10_000.0, "{slow}");
+    // Two hops now: client-proxy and proxy-server, 40 ms each.
+    assert!((80.0..=110.0).contains(&fast), "{fast}");
+}
+// ANCHOR_END: buffering_proxy
+
+// ANCHOR: streamed_response
+/// The seed notes' streamed response: an answer written piece by piece, 40
+/// pieces 50 ms apart. SSE hands each piece over one transit after it is
+/// written; long polling bunches them (a piece written while an answer
+/// travels waits for the next request), and short polling waits for polls.
+#[test]
+fn sse_streams_a_long_response_piece_by_piece() {
+    let pieces = [
+        "workload.events={every=\"50ms\", start=\"30s\", count=40}",
+        "workload.payload_bytes=16",
+        "network.jitter=0ms",
+    ];
+    let sse = run("sse", &pieces);
+    let long = run(
+        "sse",
+        &[&pieces[..], &["mechanism=\"long_polling\""]].concat(),
+    );
+    let short = run(
+        "sse",
+        &[
+            &pieces[..],
+            &["mechanism=\"short_polling\"", "short_polling.interval=1s"],
+        ]
+        .concat(),
+    );
+    let worst = |o: &pushpull::sim::RunOutcome| o.report.latency_ms.max.unwrap();
+    println!(
+        "worst piece delay: sse {} ms, long polling {} ms, short polling {} ms",
+        worst(&sse),
+        worst(&long),
+        worst(&short)
+    );
+    assert_eq!(
+        delivered_ids(&sse.records, 1),
+        (1..=40).collect::<Vec<u64>>()
+    );
+    assert!(worst(&sse) <= 41.0);
+    assert!(worst(&long) > 80.0);
+    assert!(worst(&short) > 500.0);
+}
+// ANCHOR_END: streamed_response
+
+/// A client further behind than the server's history is told so with a
+/// `gap` event instead of being skipped silently.
+#[test]
+fn sse_server_reports_a_gap_when_history_is_too_short() {
+    let outcome = run(
+        "sse",
+        &[
+            "sse.history=3",
+            r#"faults=[{cut="client-1", from="60s", to="90s", reset=true}]"#,
+            "sse.client_default_retry=1s",
+        ],
+    );
+    let gap_told = outcome.records.iter().any(
+        |r| matches!(&r.event, Event::Error { client: 1, what } if what.contains("missed_from")),
+    );
+    assert!(gap_told, "client-1 should be told which events are gone");
+    assert!(outcome.report.lost > 0);
+    assert_eq!(outcome.report.duplicated, 0);
+}
+
+#[test]
+fn sse_default_report() {
+    let outcome = run("sse", &[]);
+    insta::assert_snapshot!(outcome.report.to_table());
+}

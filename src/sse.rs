@@ -1,0 +1,356 @@
+//! Server-Sent Events: one long HTTP response that the server keeps writing
+//! to, and a client that follows the browser's EventSource rules.
+//!
+//! The client asks once, saying where it got to (on reconnection only):
+//!
+//! ```text
+//! GET /stream HTTP/1.1\r\n
+//! Host: server\r\n
+//! Accept: text/event-stream\r\n
+//! Cache-Control: no-store\r\n
+//! Last-Event-ID: 41\r\n
+//! \r\n
+//! ```
+//! and the answer never ends; each event is a block closed by a blank line:
+//! ```text
+//! HTTP/1.1 200 OK\r\n
+//! Content-Type: text/event-stream\r\n
+//! Cache-Control: no-store\r\n
+//! \r\n
+//! retry: 10000\n\n                      (optional: reconnect after 10 s)
+//! id: 42\nevent: update\ndata: event 42 ...\ndata: ......\n\n
+//! : heartbeat\n\n                       (a comment, when nothing else was sent)
+//! ```
+//!
+//! The trade-off: one connection per client for the whole session, an event
+//! delivered one transit after it is published, and reconnection with replay
+//! built into the protocol. The cost: one open connection per client at the
+//! server, server-to-client only, and anything between the two that buffers
+//! responses (a proxy) or kills quiet connections breaks it.
+//!
+//! The parser (`event_stream`) turns bytes into events; this file is the
+//! connection model around it: when to reconnect, with what, and when to give
+//! up for good.
+
+use crate::event_stream::{Output, Parser};
+use crate::http::{Conn, Request, Response};
+use crate::net::{AppEvent, SERVER_PORT};
+use crate::scenario::{Span, SseRefusal};
+use crate::sim::{ClientCtx, ServerCtx};
+use crate::trace::Event;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::{sleep, timeout};
+use turmoil::net::{TcpListener, TcpStream};
+
+/// The event type our server gives application events.
+pub const UPDATE: &str = "update";
+/// The event type that says "you are further behind than my history: these
+/// events are gone". Its data: `{"missed_from":3,"missed_to":57}`.
+pub const GAP: &str = "gap";
+
+pub async fn server(ctx: ServerCtx) -> turmoil::Result {
+    let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
+    loop {
+        let conn = ctx.net.accept(&listener).await?;
+        tokio::task::spawn_local(serve_stream(conn, ctx.clone()));
+    }
+}
+
+/// One event as a block: `id`, `event`, and the payload as `data` lines of at
+/// most 40 bytes (so long payloads show the multi-line form).
+pub fn event_block(event: &AppEvent) -> Vec<u8> {
+    let mut block = format!("id: {}\nevent: {UPDATE}\n", event.id);
+    let bytes = event.data.as_bytes();
+    for line in bytes.chunks(40) {
+        block.push_str("data: ");
+        block.push_str(&String::from_utf8_lossy(line));
+        block.push('\n');
+    }
+    block.push('\n');
+    block.into_bytes()
+}
+
+// ANCHOR: server
+async fn serve_stream(mut conn: Conn<TcpStream>, ctx: ServerCtx) {
+    let params = &ctx.scenario.sse;
+    let request = match conn.read_request().await {
+        Ok(Some(request)) => request,
+        Ok(None) => return conn.close("client closed").await,
+        Err(e) => {
+            if let Some(status) = e.status() {
+                let _ = conn
+                    .send_response(&Response::error(status, &e.to_string()), None)
+                    .await;
+            }
+            return conn.abandon(&e.to_string());
+        }
+    };
+    if let Some(refusal) = check_request(&request, &ctx) {
+        let _ = conn.send_response(&refusal, None).await;
+        return conn.close("refused").await;
+    }
+    let mut head = Response::new(200, "text/event-stream", Vec::new());
+    head.headers
+        .push(("Cache-Control".into(), "no-store".into()));
+    if params.no_proxy_buffering {
+        // The fix for buffering proxies, asked for by the response itself.
+        head.headers.push(("X-Accel-Buffering".into(), "no".into()));
+    }
+    if conn.send_stream_head(&head).await.is_err() {
+        return conn.abandon("write failed");
+    }
+    if let Some(retry) = params.retry {
+        let block = format!("retry: {}\n\n", retry.as_micros() / 1000);
+        if conn.send_block(block.as_bytes()).await.is_err() {
+            return conn.abandon("write failed");
+        }
+    }
+    // Where this client got to. Its browser sends the last id it saw; a new
+    // client has none and is sent the whole (bounded) history.
+    let mut cursor = request
+        .header("last-event-id")
+        .and_then(|id| id.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let oldest_kept = ctx.log.last_id().saturating_sub(params.history as u64) + 1;
+    if cursor + 1 < oldest_kept {
+        // Too far behind to replay: say so, never skip silently.
+        let gap = format!(
+            "event: {GAP}\ndata: {{\"missed_from\":{},\"missed_to\":{}}}\n\n",
+            cursor + 1,
+            oldest_kept - 1
+        );
+        if conn.send_block(gap.as_bytes()).await.is_err() {
+            return conn.abandon("write failed");
+        }
+        cursor = oldest_kept - 1;
+    }
+    let heartbeat = params.heartbeat;
+    loop {
+        let published = ctx.log.notified();
+        tokio::pin!(published);
+        published.as_mut().enable();
+        let events = ctx.log.after(cursor, 100);
+        if !events.is_empty() {
+            // Replay what the client missed, then each new event as it comes.
+            for event in events {
+                if conn.send_block(&event_block(&event)).await.is_err() {
+                    return conn.abandon("write failed");
+                }
+                cursor = event.id;
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = &mut published => {}
+            // Silence for `heartbeat`: a comment keeps proxies and the
+            // client's own timeout from taking the stream for dead.
+            _ = sleep_or_never(heartbeat) => {
+                if conn.send_block(b": heartbeat\n\n").await.is_err() {
+                    return conn.abandon("write failed");
+                }
+            }
+            _ = conn.peer_closed() => return conn.close("client closed").await,
+        }
+    }
+}
+// ANCHOR_END: server
+
+/// A wrong path or method, or the scenario's refusal: the answer to send.
+fn check_request(request: &Request, ctx: &ServerCtx) -> Option<Response> {
+    if request.path() != "/stream" {
+        return Some(Response::error(404, "try GET /stream"));
+    }
+    if request.method != "GET" {
+        let mut r = Response::error(405, "only GET");
+        r.headers.push(("Allow".into(), "GET".into()));
+        return Some(r);
+    }
+    let refuse_after = ctx.scenario.sse.refuse_after;
+    let now = Span::from_std(turmoil::sim_elapsed().unwrap_or_default());
+    if refuse_after == Span::ZERO || now < refuse_after {
+        return None;
+    }
+    Some(match ctx.scenario.sse.refuse_with {
+        SseRefusal::Status500 => Response::error(500, "something broke"),
+        SseRefusal::Status204 => {
+            let mut r = Response::new(204, "text/plain", Vec::new());
+            r.headers.retain(|(n, _)| n != "Content-Type");
+            r
+        }
+        SseRefusal::WrongContentType => Response::new(200, "application/json", b"{}".to_vec()),
+    })
+}
+
+async fn sleep_or_never(span: Span) {
+    if span == Span::ZERO {
+        std::future::pending::<()>().await
+    } else {
+        sleep(span.to_std()).await
+    }
+}
+
+/// How one connection of an EventSource ended.
+enum End {
+    /// "Reestablish the connection": wait the reconnection time, try again.
+    Reconnect(String),
+    /// "Fail the connection": readyState CLOSED, never again.
+    Fail(String),
+}
+
+// ANCHOR: client
+/// An EventSource. Its state outlives connections: the parser's last event
+/// id (sent as `Last-Event-ID`) and the reconnection time (set by `retry`).
+pub async fn client(ctx: ClientCtx) {
+    let mut parser = Parser::new();
+    let mut reconnection_time = ctx.scenario.sse.client_default_retry.to_std();
+    let mut reconnecting = false;
+    ctx.wait_to_join().await;
+    loop {
+        match connect_and_stream(&ctx, &mut parser, &mut reconnection_time, reconnecting).await {
+            End::Fail(why) => {
+                ctx.net.trace.record(Event::Error {
+                    client: ctx.id,
+                    what: format!("EventSource failed for good: {why}"),
+                });
+                return;
+            }
+            End::Reconnect(why) => {
+                ctx.net.trace.record(Event::Error {
+                    client: ctx.id,
+                    what: format!(
+                        "{why}; reconnecting in {} ms",
+                        reconnection_time.as_millis()
+                    ),
+                });
+                // A half-received event dies with its connection; the last
+                // event id does not.
+                parser.end_of_stream();
+                parser.reset_for_new_connection();
+                sleep(reconnection_time).await;
+                reconnecting = true;
+            }
+        }
+    }
+}
+
+async fn connect_and_stream(
+    ctx: &ClientCtx,
+    parser: &mut Parser,
+    reconnection_time: &mut Duration,
+    reconnecting: bool,
+) -> End {
+    let silence = ctx.scenario.sse.client_heartbeat_timeout;
+    let mut conn = match ctx
+        .net
+        .connect(&ctx.upstream, SERVER_PORT, reconnecting)
+        .await
+    {
+        Ok(conn) => conn,
+        Err(e) => return End::Reconnect(format!("network error: {e}")),
+    };
+    let mut request = Request::get("/stream", "server");
+    request
+        .headers
+        .push(("Accept".into(), "text/event-stream".into()));
+    request
+        .headers
+        .push(("Cache-Control".into(), "no-store".into()));
+    if !parser.last_event_id().is_empty() {
+        request
+            .headers
+            .push(("Last-Event-ID".into(), parser.last_event_id().to_string()));
+    }
+    if let Err(e) = conn.send_request(&request, reconnecting).await {
+        conn.abandon("write failed");
+        return End::Reconnect(format!("network error: {e}"));
+    }
+    let response = match within(silence, conn.read_response_start(|_| None)).await {
+        None => {
+            conn.abandon("heartbeat timeout");
+            return End::Reconnect("no answer within the heartbeat timeout".into());
+        }
+        Some(Err(e)) => {
+            conn.abandon(&e.to_string());
+            return End::Reconnect(format!("network error: {e}"));
+        }
+        // A stream with a length still works: it just ends like any other.
+        Some(Ok((response, _framing))) => response,
+    };
+    if let Err(why) = check_response(&response) {
+        conn.close("failed").await;
+        return End::Fail(why);
+    }
+    loop {
+        match within(silence, conn.read_stream()).await {
+            None => {
+                // No byte for the whole timeout: a partition or a dead
+                // server sends no FIN, so only a timer can tell.
+                conn.abandon("heartbeat timeout");
+                return End::Reconnect("no byte within the heartbeat timeout".into());
+            }
+            Some(Err(e)) => {
+                conn.abandon(&e.to_string());
+                return End::Reconnect(format!("network error: {e}"));
+            }
+            Some(Ok(None)) => {
+                conn.close("end of stream").await;
+                return End::Reconnect("the server ended the stream".into());
+            }
+            Some(Ok(Some((bytes, _blocks)))) => {
+                for output in parser.feed(&bytes) {
+                    match output {
+                        Output::Retry { retry } => {
+                            *reconnection_time = Duration::from_millis(retry)
+                        }
+                        Output::Event(event) if event.event_type == UPDATE => {
+                            if let Ok(id) = event.last_event_id.parse::<u64>() {
+                                ctx.deliver(id);
+                            }
+                        }
+                        Output::Event(event) if event.event_type == GAP => {
+                            ctx.net.trace.record(Event::Error {
+                                client: ctx.id,
+                                what: format!("server says events are gone: {}", event.data),
+                            });
+                        }
+                        Output::Event(_) => {} // no listener for other types
+                    }
+                }
+            }
+        }
+    }
+}
+// ANCHOR_END: client
+
+/// The spec's test before a stream is "announced": status 200 and the
+/// `text/event-stream` MIME type. Anything else fails the connection for good
+/// (a 204 included: it is how a server says "stop").
+fn check_response(response: &Response) -> Result<(), String> {
+    if response.status != 200 {
+        return Err(format!("status {} {}", response.status, response.reason));
+    }
+    let essence = response.header("content-type").map(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    if essence.as_deref() != Some("text/event-stream") {
+        return Err(format!(
+            "Content-Type {:?} is not text/event-stream",
+            response.header("content-type").unwrap_or("(none)")
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `f` with a timeout of `limit`, or without one when `limit` is 0.
+async fn within<T>(limit: Span, f: impl Future<Output = T>) -> Option<T> {
+    if limit == Span::ZERO {
+        Some(f.await)
+    } else {
+        timeout(limit.to_std(), f).await.ok()
+    }
+}
