@@ -12,8 +12,6 @@ mod short_polling;
 mod sse;
 
 use pushpull::sim::{self, RunOptions, RunOutcome};
-use pushpull::trace::{Event, Record};
-use std::collections::BTreeMap;
 
 /// Runs a lesson's scenario with `--set`-style overrides, keeping the trace.
 pub fn run(lesson: &str, overrides: &[&str]) -> RunOutcome {
@@ -21,26 +19,9 @@ pub fn run(lesson: &str, overrides: &[&str]) -> RunOutcome {
     sim::run(&scenario, RunOptions::default()).unwrap_or_else(|e| panic!("{lesson}: {e}"))
 }
 
-/// Every delivery's delay in ms (publication at the server to hand-over to
-/// the client's application), read straight from the trace.
-pub fn delivery_delays_ms(records: &[Record]) -> Vec<f64> {
-    let mut published_at = BTreeMap::new();
-    let mut delays = Vec::new();
-    for r in records {
-        match r.event {
-            Event::Publish { event } => {
-                published_at.insert(event, r.t_us);
-            }
-            Event::Deliver { event, .. } => {
-                if let Some(t) = published_at.get(&event) {
-                    delays.push((r.t_us - t) as f64 / 1000.0);
-                }
-            }
-            _ => {}
-        }
-    }
-    delays
-}
+/// Every delivery's delay in ms, read straight from the trace (see
+/// `pushpull::report::delivery_delays_ms`: publication to hand-over).
+pub use pushpull::report::delivery_delays_ms;
 
 pub fn mean(values: &[f64]) -> f64 {
     assert!(!values.is_empty(), "no values to average");

@@ -70,9 +70,22 @@ impl Figure {
 /// `cargo run --release -- book`.
 #[rustfmt::skip]
 pub const FIGURES: &[Figure] = &[
-    Figure::new("short_polling/default", "short_polling", &[]).window("25s", "45s"),
-    Figure::new("short_polling/interval_1s", "short_polling", &["short_polling.interval=1s"]).window("25s", "45s"),
-    Figure::new("short_polling/cut_off", "short_polling", &[r#"faults=[{cut="client-1",from="60s",to="80s"}]"#]).window("55s", "100s"),
+    Figure::new("short_polling/default", "short_polling", &[]).window("25s", "40s"),
+    Figure::new("short_polling/interval_1s", "short_polling", &["short_polling.interval=1s"]).window("27s", "33s"),
+    Figure::new("short_polling/cut_off", "short_polling", &[r#"faults=[{cut="client-1",from="85s",to="105s"}]"#]).window("82s", "112s"),
+    Figure::new("short_polling/crash", "short_polling", &[r#"faults=[{crash="server",at="86s",restart="96s"}]"#]).window("82s", "108s"),
+    Figure::new("long_polling/default", "long_polling", &[]).window("0s", "100s"),
+    Figure::new("long_polling/burst", "long_polling", &[r#"workload.events={at=["30s","30.01s","30.02s"]}"#, "workload.clients=1", "network.jitter=0ms"]).window("29.95s", "30.2s"),
+    Figure::new("long_polling/proxy_cut", "long_polling", &["proxy.enabled=true", "proxy.idle_timeout=20s"]).window("0s", "70s"),
+    Figure::new("sse/default", "sse", &[]).window("3s", "22s"),
+    Figure::new("sse/resume", "sse", &[r#"faults=[{cut="client-1",from="60s",to="75s",reset=true}]"#]).window("58s", "80s"),
+    Figure::new("sse/silent_partition", "sse", &[r#"faults=[{cut="client-1",from="60s",to="75s"}]"#]).window("55s", "100s"),
+    Figure::new("sse/heartbeat_timeout", "sse", &[r#"faults=[{cut="client-1",from="60s",to="75s"}]"#, "sse.client_heartbeat_timeout=20s"]).window("55s", "100s"),
+    Figure::new("sse/retry_10s", "sse", &["sse.retry=10s", r#"faults=[{cut="client-1",from="60s",to="62s",reset=true}]"#]).window("58s", "75s"),
+    Figure::new("sse/fail_500", "sse", &["sse.refuse_after=50s", r#"faults=[{cut="client-1",from="60s",to="61s",reset=true}]"#]).window("58s", "70s"),
+    Figure::new("sse/buffering_proxy", "sse", &["proxy.enabled=true", "proxy.mode=\"buffer\"", "proxy.buffer_kib=1"]).window("0s", "60s"),
+    Figure::new("sse/buffering_fixed", "sse", &["proxy.enabled=true", "proxy.mode=\"buffer\"", "proxy.buffer_kib=1", "sse.no_proxy_buffering=true"]).window("0s", "60s"),
+    Figure::new("sse/streamed_answer", "sse", &[r#"workload.events={every="50ms",start="30s",count=40}"#, "workload.payload_bytes=16", "network.jitter=0ms", "workload.clients=1"]).window("29.9s", "32.2s"),
 ];
 
 /// One `pushpull compare` shown in the book: the same scenario under every
@@ -88,6 +101,43 @@ pub struct Comparison {
 /// Every comparison the book shows (one line each, like [`FIGURES`]).
 #[rustfmt::skip]
 pub const COMPARISONS: &[Comparison] = &[
+    Comparison { name: "compare/notifications", lesson: "long_polling", overrides: &[] },
+    Comparison { name: "compare/ticker", lesson: "sse", overrides: &[] },
+    Comparison { name: "compare/streamed_answer", lesson: "sse", overrides: &[r#"workload.events={every="50ms",start="30s",count=40}"#, "workload.payload_bytes=16", "network.jitter=0ms", "short_polling.interval=1s"] },
+    Comparison { name: "compare/dashboard_100", lesson: "short_polling", overrides: &["workload.clients=100", "workload.client_hosts=5", "duration=5m", "short_polling.interval=60s", "workload.events={every=\"10s\", start=\"10s\"}"] },
+];
+
+/// One parameter swept over several values on the same lesson, one row per
+/// value (`sweep.txt`): how a number moves when a knob turns.
+#[derive(Clone, Copy, Debug)]
+pub struct Sweep {
+    pub name: &'static str,
+    pub lesson: &'static str,
+    pub overrides: &'static [&'static str],
+    /// The parameter's path, as for `--set`.
+    pub param: &'static str,
+    pub values: &'static [&'static str],
+}
+
+/// Every sweep the book shows.
+#[rustfmt::skip]
+pub const SWEEPS: &[Sweep] = &[
+    Sweep { name: "short_polling/interval_sweep", lesson: "short_polling", overrides: &["workload.events={rate=0.2, start=\"10s\"}", "workload.clients=10", "network.jitter=0ms"], param: "short_polling.interval", values: &["1s", "2s", "5s", "10s", "30s"] },
+    Sweep { name: "long_polling/hold_vs_proxy", lesson: "long_polling", overrides: &["proxy.enabled=true", "proxy.idle_timeout=20s", "long_polling.client_timeout=65s"], param: "long_polling.hold", values: &["10s", "15s", "19s", "25s", "60s"] },
+];
+
+/// A raw `text/event-stream` file (under `book/src/`) decoded as EventSource
+/// would: `raw.txt` shows its bytes with line ends visible, `decoded.jsonl`
+/// what `pushpull decode sse` prints for it.
+#[derive(Clone, Copy, Debug)]
+pub struct Decode {
+    pub name: &'static str,
+    pub input: &'static str,
+}
+
+#[rustfmt::skip]
+pub const DECODES: &[Decode] = &[
+    Decode { name: "sse/decode_ticker", input: "examples/ticker.stream" },
 ];
 
 /// How many trace lines `trace.jsonl` keeps.
@@ -210,6 +260,122 @@ pub fn render_figure(figure: &Figure) -> Result<Vec<(PathBuf, String)>, String> 
 }
 
 /// Runs one comparison and returns its files, relative to the book's `src`.
+/// Every generated directory's name, figures first.
+fn all_names() -> impl Iterator<Item = &'static str> {
+    FIGURES
+        .iter()
+        .map(|f| f.name)
+        .chain(COMPARISONS.iter().map(|c| c.name))
+        .chain(SWEEPS.iter().map(|s| s.name))
+        .chain(DECODES.iter().map(|d| d.name))
+}
+
+/// Runs `sweep` once per value and tabulates what moved.
+pub fn render_sweep(sweep: &Sweep) -> Result<Vec<(PathBuf, String)>, String> {
+    let fail = |e: String| format!("sweep {}: {e}", sweep.name);
+    let mut rows = vec![[
+        sweep.param.to_string(),
+        "requests".into(),
+        "empty".into(),
+        "mean delay ms".into(),
+        "p50 ms".into(),
+        "max ms".into(),
+        "reconnects".into(),
+        "lost".into(),
+    ]];
+    for value in sweep.values {
+        let mut overrides = overrides_vec(sweep.overrides);
+        overrides.push(format!("{}={value}", sweep.param));
+        let scenario = crate::lessons::load(sweep.lesson, &overrides).map_err(fail)?;
+        let outcome = sim::run(&scenario, RunOptions::default()).map_err(fail)?;
+        let r = &outcome.report;
+        let delays = crate::report::delivery_delays_ms(&outcome.records);
+        let mean = if delays.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.1}", delays.iter().sum::<f64>() / delays.len() as f64)
+        };
+        let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+        rows.push([
+            value.to_string(),
+            r.requests.to_string(),
+            r.empty_responses.to_string(),
+            mean,
+            ms(r.latency_ms.p50),
+            ms(r.latency_ms.max),
+            r.reconnects.to_string(),
+            r.lost.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut table = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect();
+        table.push_str(cells.join("  ").trim_end());
+        table.push('\n');
+    }
+    let dir = Path::new(GENERATED_DIR).join(sweep.name);
+    let command = format!(
+        "for v in {}; do pushpull run {}{} --set {}=$v; done\n",
+        sweep.values.join(" "),
+        shell_quote(sweep.lesson),
+        set_args(sweep.overrides),
+        sweep.param
+    );
+    Ok(vec![
+        (dir.join("command.txt"), command),
+        (dir.join("sweep.txt"), table),
+    ])
+}
+
+/// Decodes an example stream with the EventSource parser.
+pub fn render_decode(decode: &Decode) -> Result<Vec<(PathBuf, String)>, String> {
+    let path = book_dir().join("src").join(decode.input);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        format!(
+            "decode {}: cannot read {}: {e}",
+            decode.name,
+            path.display()
+        )
+    })?;
+    // The raw bytes with every line end shown, one wire line per text line.
+    let mut raw = String::new();
+    for c in String::from_utf8_lossy(&bytes).chars() {
+        match c {
+            '\r' => raw.push_str("\\r"),
+            '\n' => raw.push_str("\\n\n"),
+            '\u{FEFF}' => raw.push_str("<BOM>"),
+            c => raw.push(c),
+        }
+    }
+    let mut decoded = String::new();
+    for output in crate::event_stream::decode_all(&bytes) {
+        decoded.push_str(&serde_json::to_string(&output).expect("outputs serialize"));
+        decoded.push('\n');
+    }
+    let dir = Path::new(GENERATED_DIR).join(decode.name);
+    Ok(vec![
+        (
+            dir.join("command.txt"),
+            format!("pushpull decode sse book/src/{}\n", decode.input),
+        ),
+        (dir.join("raw.txt"), raw),
+        (dir.join("decoded.jsonl"), decoded),
+    ])
+}
+
 pub fn render_comparison(comparison: &Comparison) -> Result<Vec<(PathBuf, String)>, String> {
     let fail = |e: String| format!("comparison {}: {e}", comparison.name);
     let base = crate::lessons::load(comparison.lesson, &overrides_vec(comparison.overrides))
@@ -278,11 +444,7 @@ fn parallel_map<I: Sync, O: Send>(items: &[I], f: impl Fn(&I) -> O + Sync) -> Ve
 /// relative to the book's `src`, content), in a fixed order.
 pub fn render_figures() -> Result<Vec<(PathBuf, String)>, String> {
     let mut names = BTreeSet::new();
-    for name in FIGURES
-        .iter()
-        .map(|f| f.name)
-        .chain(COMPARISONS.iter().map(|c| c.name))
-    {
+    for name in all_names() {
         let valid = !name.is_empty()
             && Path::new(name)
                 .components()
@@ -299,15 +461,21 @@ pub fn render_figures() -> Result<Vec<(PathBuf, String)>, String> {
     enum Job<'a> {
         Figure(&'a Figure),
         Comparison(&'a Comparison),
+        Sweep(&'a Sweep),
+        Decode(&'a Decode),
     }
     let jobs: Vec<Job> = FIGURES
         .iter()
         .map(Job::Figure)
         .chain(COMPARISONS.iter().map(Job::Comparison))
+        .chain(SWEEPS.iter().map(Job::Sweep))
+        .chain(DECODES.iter().map(Job::Decode))
         .collect();
     let results = parallel_map(&jobs, |job| match job {
         Job::Figure(f) => render_figure(f),
         Job::Comparison(c) => render_comparison(c),
+        Job::Sweep(s) => render_sweep(s),
+        Job::Decode(d) => render_decode(d),
     });
     let mut files = Vec::new();
     for r in results {
@@ -442,10 +610,7 @@ fn unused_figures(book_dir: &Path) -> Vec<&'static str> {
             text.push_str(&std::fs::read_to_string(src.join(rel)).unwrap_or_default());
         }
     }
-    FIGURES
-        .iter()
-        .map(|f| f.name)
-        .chain(COMPARISONS.iter().map(|c| c.name))
+    all_names()
         .filter(|name| !text.contains(&format!("{GENERATED_DIR}/{name}/")))
         .collect()
 }
@@ -466,9 +631,10 @@ pub fn command(serve: bool, port: u16) -> Result<(), String> {
     }
     let started = Instant::now();
     eprintln!(
-        "running {} figures and {} comparisons...",
+        "running {} figures, {} comparisons and {} sweeps...",
         FIGURES.len(),
-        COMPARISONS.len()
+        COMPARISONS.len(),
+        SWEEPS.len()
     );
     write_generated(&book)?;
     for name in unused_figures(&book) {

@@ -345,6 +345,27 @@ pub fn comparison_table(reports: &[Report]) -> String {
     out
 }
 
+/// Every delivery's delay in ms (publication at the server to hand-over to
+/// the client's application), read from a trace, in delivery order.
+pub fn delivery_delays_ms(records: &[Record]) -> Vec<f64> {
+    let mut published_at = BTreeMap::new();
+    let mut delays = Vec::new();
+    for r in records {
+        match r.event {
+            Event::Publish { event } => {
+                published_at.insert(event, r.t_us);
+            }
+            Event::Deliver { event, .. } => {
+                if let Some(t) = published_at.get(&event) {
+                    delays.push(r.t_us.saturating_sub(*t) as f64 / 1000.0);
+                }
+            }
+            _ => {}
+        }
+    }
+    delays
+}
+
 /// Counts by key, in key order; used by the lessons to summarise traces.
 pub fn count_by<K: Ord>(items: impl IntoIterator<Item = K>) -> BTreeMap<K, usize> {
     let mut m = BTreeMap::new();
