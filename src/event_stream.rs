@@ -216,7 +216,9 @@ impl Parser {
 }
 
 /// Cuts a byte stream into blocks, each ending with a blank line (after LF,
-/// CR or CRLF line ends). Blocks are what a server writes in one go (an event,
+/// CR or CRLF line ends). A block is cut the moment its blank line ends, so
+/// nothing waits for a byte that may never come; the LF of a CRLF that arrives
+/// after that cut starts the next block, which is harmless to the parser. Blocks are what a server writes in one go (an event,
 /// a comment, a `retry`); the trace records one message per block, and a
 /// proxy forwards whole blocks. Parsing is the [`Parser`]'s job, not this.
 #[derive(Debug, Default)]
@@ -421,12 +423,14 @@ mod tests {
         let mut s = BlockSplitter::default();
         let mut blocks = s.push(b"id: 1\ndata: a\n\n: hb\r\n\r");
         blocks.extend(s.push(b"\ndata: b\r\rdata: c"));
+        // A block ends as soon as its blank line does; when that line ends
+        // with CRLF split across reads, the LF rides at the start of the next.
         assert_eq!(
             blocks,
             vec![
                 b"id: 1\ndata: a\n\n".to_vec(),
-                b": hb\r\n\r\n".to_vec(),
-                b"data: b\r\r".to_vec()
+                b": hb\r\n\r".to_vec(),
+                b"\ndata: b\r\r".to_vec()
             ]
         );
     }
