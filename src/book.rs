@@ -833,6 +833,20 @@ const BENCH_CASES: &[BenchCase] = &[
             "workload.clients=1000",
             "short_polling.interval=1s",
             "duration=10m",
+            "drain=0s",
+        ],
+    },
+    // The same clients on 10 hosts instead of the default 4: turmoil visits
+    // every host every tick, so hosts cost time even when idle.
+    BenchCase {
+        label: "  same, on 10 client hosts",
+        lesson: "short_polling",
+        overrides: &[
+            "workload.clients=1000",
+            "short_polling.interval=1s",
+            "duration=10m",
+            "drain=0s",
+            "workload.client_hosts=10",
         ],
     },
 ];

@@ -250,7 +250,9 @@ pub struct Workload {
     pub clients: u32,
     /// How many client hosts the clients are spread over. Each host is one
     /// machine on the simulated network (faults address hosts); its clients run
-    /// as tasks on it. 0 means "one host per client, up to 10".
+    /// as tasks on it. 0 means automatic: one host per client up to 10
+    /// clients (so a fault can single one out), 4 hosts beyond that (turmoil
+    /// visits every host every tick, so each host costs time even when idle).
     pub client_hosts: u32,
     /// When the server's events happen.
     pub events: Events,
@@ -779,7 +781,11 @@ impl Scenario {
     /// Names of the client hosts, `client-1` .. `client-H`.
     pub fn client_host_count(&self) -> u32 {
         if self.workload.client_hosts == 0 {
-            self.workload.clients.min(10)
+            if self.workload.clients <= 10 {
+                self.workload.clients
+            } else {
+                4
+            }
         } else {
             self.workload.client_hosts
         }
