@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   client-1 ─┐
-//!   client-2 ─┼── 40 ms ± jitter ──  server   (event log beside it, like a database)
+//!   client-2 ─┼── 40 ms ± jitter ── [proxy] ── server   (event log beside it, like a database)
 //!   client-3 ─┘
 //! ```
 //!
@@ -14,10 +14,11 @@
 //! hosts. Nothing here reads the wall clock, and every random choice comes from
 //! the scenario's seed, so one scenario gives one trace, byte for byte.
 //!
-//! Layout: one `server` host, and `client-1` .. `client-H` hosts. With few
-//! clients each has its own host, so a fault can single one out; with many,
-//! clients are tasks spread over a few hosts, because turmoil's cost per step
-//! grows with the number of hosts, not with the number of tasks.
+//! Layout: one `server` host, an optional `proxy`, and `client-1` ..
+//! `client-H` hosts. Client k lives on host `client-((k-1) mod H + 1)`. With up
+//! to 10 clients each has its own host, so a fault can single one out; with
+//! more, clients are tasks spread over 4 hosts, because turmoil's cost per
+//! step grows with the number of hosts, not with the number of tasks.
 
 use crate::http::Loss;
 use crate::net::{EventLog, HostNet, payload};

@@ -1,0 +1,168 @@
+//! SSE on the wire: the server's exact bytes, replay from `Last-Event-ID`, the
+//! `gap` event, and the client side reading a stream that arrives in pieces.
+
+use pushpull::event_stream::{Output, Parser};
+use pushpull::http::{Conn, Framing, Loss};
+use pushpull::net::{EventLog, HostNet, SERVER_PORT};
+use pushpull::report::Metrics;
+use pushpull::scenario::Scenario;
+use pushpull::sim::ServerCtx;
+use pushpull::trace::{Dir, Tracer};
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sends `request` to an SSE server whose log holds `events` events and returns
+/// what it streamed in the first simulated second.
+fn stream_bytes(request: &[u8], events: u64, sets: &[&str]) -> String {
+    let mut sim = turmoil::Builder::new()
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(1))
+        .build();
+    let tracer = Tracer::new(None, false, Metrics::new(1));
+    let log = EventLog::default();
+    for id in 1..=events {
+        log.append(format!("e{id}"));
+    }
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    let scenario = Scenario::from_toml("mechanism = \"sse\"", &sets).unwrap();
+    let ctx = ServerCtx {
+        net: HostNet {
+            trace: tracer.on("server"),
+            loss: Loss::none(),
+            switchboard: Default::default(),
+        },
+        log,
+        scenario: Rc::new(scenario),
+    };
+    sim.host("server", move || pushpull::sse::server(ctx.clone()));
+    let request = request.to_vec();
+    let answer = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = answer.clone();
+    sim.client("client-1", async move {
+        let mut s = turmoil::net::TcpStream::connect(("server", SERVER_PORT)).await?;
+        s.write_all(&request).await?;
+        let mut buf = vec![0u8; 65536];
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            sink.borrow_mut().extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    });
+    sim.run().unwrap();
+    String::from_utf8_lossy(&answer.borrow()).into_owned()
+}
+
+/// The head, then every event as an `id` / `event` / `data` block.
+#[test]
+fn sse_server_streams_head_then_event_blocks() {
+    let answer = stream_bytes(b"GET /stream HTTP/1.1\r\nHost: server\r\n\r\n", 2, &[]);
+    assert_eq!(
+        answer,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\r\n\
+         id: 1\nevent: update\ndata: e1\n\n\
+         id: 2\nevent: update\ndata: e2\n\n"
+    );
+}
+
+/// `Last-Event-ID: 2` replays from event 3; `retry` comes first when set.
+#[test]
+fn sse_server_replays_after_last_event_id_and_sends_retry() {
+    let answer = stream_bytes(
+        b"GET /stream HTTP/1.1\r\nHost: server\r\nLast-Event-ID: 2\r\n\r\n",
+        4,
+        &["sse.retry=10s"],
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    assert_eq!(
+        body,
+        "retry: 10000\n\nid: 3\nevent: update\ndata: e3\n\nid: 4\nevent: update\ndata: e4\n\n"
+    );
+}
+
+/// Further behind than the history: an explicit `gap` event, then what is kept.
+#[test]
+fn sse_server_says_gap_when_history_is_too_short() {
+    let answer = stream_bytes(
+        b"GET /stream HTTP/1.1\r\nHost: server\r\nLast-Event-ID: 1\r\n\r\n",
+        10,
+        &["sse.history=3"],
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    assert!(
+        body.starts_with("event: gap\ndata: {\"missed_from\":2,\"missed_to\":7}\n\nid: 8\n"),
+        "{body}"
+    );
+}
+
+/// A payload longer than 40 bytes goes out as several `data` lines.
+#[test]
+fn sse_server_splits_long_payloads_into_data_lines() {
+    let block = pushpull::sse::event_block(&pushpull::net::AppEvent {
+        id: 9,
+        data: "x".repeat(90),
+    });
+    let text = String::from_utf8(block).unwrap();
+    assert_eq!(text.matches("data: ").count(), 3);
+    let events = pushpull::event_stream::decode_all(text.as_bytes());
+    assert!(
+        matches!(&events[0], Output::Event(e) if e.data == "x".repeat(40) + "\n" + &"x".repeat(40) + "\n" + &"x".repeat(10))
+    );
+}
+
+#[test]
+fn sse_server_refuses_wrong_path_and_method() {
+    assert!(
+        stream_bytes(b"GET /nope HTTP/1.1\r\nHost: server\r\n\r\n", 0, &[])
+            .starts_with("HTTP/1.1 404 ")
+    );
+    assert!(
+        stream_bytes(b"DELETE /stream HTTP/1.1\r\nHost: server\r\n\r\n", 0, &[])
+            .starts_with("HTTP/1.1 405 ")
+    );
+    assert!(stream_bytes(b"\x16\x03\x01garbage\r\n\r\n", 0, &[]).starts_with("HTTP/1.1 400 "));
+}
+
+/// The client side over a mock socket: a response whose head, CRLFs and a
+/// UTF-8 character are all split across reads still yields the same events.
+#[tokio::test]
+async fn sse_client_reads_a_stream_split_across_reads() {
+    let stream = tokio_test::io::Builder::new()
+        .read(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r")
+        .read(b"\n\r\nid: 1\r")
+        .read(b"\ndata: caf\xc3")
+        .read(b"\xa9\r\n\r")
+        .read(b"\n: heartbeat\n\nretry: 50")
+        .read(b"0\n\nid: 2\ndata: b\n\n")
+        .build();
+    let tracer = Tracer::new(None, false, Metrics::new(1));
+    let mut conn = Conn::new(
+        stream,
+        "test".into(),
+        Dir::Up,
+        tracer.on("client-1"),
+        Loss::none(),
+    );
+    let (response, framing) = conn.read_response_start(|_| None).await.unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(framing, Framing::UntilClose);
+    let mut parser = Parser::new();
+    let mut outputs = Vec::new();
+    while let Some((bytes, _blocks)) = conn.read_stream().await.unwrap() {
+        outputs.extend(parser.feed(&bytes));
+    }
+    let text: Vec<String> = outputs
+        .iter()
+        .map(|o| serde_json::to_string(o).unwrap())
+        .collect();
+    assert_eq!(
+        text,
+        vec![
+            r#"{"type":"message","data":"café","last_event_id":"1"}"#,
+            r#"{"retry":500}"#,
+            r#"{"type":"message","data":"b","last_event_id":"2"}"#,
+        ]
+    );
+}
