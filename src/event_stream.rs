@@ -85,7 +85,11 @@ impl Parser {
     }
 
     /// A new connection starts a new stream: a new BOM may come and any
-    /// half-received event of the old one is gone. The last event id stays.
+    /// half-received event of the old one is gone. The last event id stays,
+    /// and the new stream's id buffer starts from it, as Chromium does (its
+    /// parser is created with the EventSource's last event id) and as the
+    /// web-platform-tests `format-field-id*` cases expect: a blank line before
+    /// the new stream's first `id` does not clear it.
     pub fn reset_for_new_connection(&mut self) {
         let last_event_id = std::mem::take(&mut self.last_event_id);
         *self = Parser {

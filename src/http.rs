@@ -111,7 +111,9 @@ impl Request {
             "{} {} HTTP/1.{}\r\n",
             self.method, self.target, self.minor_version
         );
-        for (n, v) in &self.headers {
+        // Framing headers are ours to write: a copied message (a proxy's)
+        // must not carry the original's as well.
+        for (n, v) in self.headers.iter().filter(|(n, _)| !is_framing(n)) {
             out.push_str(&format!("{n}: {v}\r\n"));
         }
         if !self.body.is_empty() {
@@ -159,7 +161,7 @@ impl Response {
     /// section 6.3, rule 8). The body follows in later writes.
     pub fn stream_head_bytes(&self) -> Vec<u8> {
         let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason);
-        for (n, v) in &self.headers {
+        for (n, v) in self.headers.iter().filter(|(n, _)| !is_framing(n)) {
             out.push_str(&format!("{n}: {v}\r\n"));
         }
         out.push_str("\r\n");
@@ -168,10 +170,14 @@ impl Response {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason);
-        for (n, v) in &self.headers {
+        for (n, v) in self.headers.iter().filter(|(n, _)| !is_framing(n)) {
             out.push_str(&format!("{n}: {v}\r\n"));
         }
-        out.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
+        // RFC 9110 section 8.6: no Content-Length on 1xx and 204 answers.
+        if !(self.status < 200 || self.status == 204) {
+            out.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
+        out.push_str("\r\n");
         let mut bytes = out.into_bytes();
         bytes.extend_from_slice(&self.body);
         bytes
@@ -180,6 +186,25 @@ impl Response {
     pub fn summary(&self) -> String {
         format!("{} {}", self.status, self.reason)
     }
+}
+
+/// Headers that say where a message ends: written by `to_bytes`, never copied.
+fn is_framing(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+}
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1): a proxy removes `Connection`
+/// and every header it names before forwarding a message.
+pub fn strip_hop_by_hop(headers: &mut Vec<(String, String)>) {
+    let named: Vec<String> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+        .collect();
+    headers.retain(|(n, _)| {
+        let n = n.to_ascii_lowercase();
+        n != "connection" && n != "keep-alive" && !named.contains(&n)
+    });
 }
 
 pub fn reason_phrase(status: u16) -> &'static str {
@@ -455,7 +480,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Resolves when the peer closes the connection or it fails. Bytes that
     /// arrive meanwhile are kept for the next read, so nothing is lost.
     pub async fn peer_closed(&mut self) {
-        while let Ok(true) = self.fill().await {}
+        while let Ok(true) = self.fill().await {
+            if self.buf.len() > MAX_HEAD_BYTES + MAX_BODY_BYTES {
+                return; // a peer flooding a held connection: treat as gone
+            }
+        }
     }
 
     /// Reads the next request. `Ok(None)` is the client closing the connection
@@ -673,27 +702,45 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(usize, Request, usize)>,
     }
     // httparse fills every field of a complete head.
     let method = parsed.method.unwrap_or_default().to_string();
-    let target = parsed.path.unwrap_or_default().to_string();
+    let mut target = parsed.path.unwrap_or_default().to_string();
     let minor_version = parsed.version.unwrap_or(1);
     let headers = parsed
         .headers
         .iter()
         .map(|h| Ok((h.name.to_string(), header_value(h)?)))
         .collect::<Result<Vec<_>, HttpError>>()?;
+    // RFC 9112 section 3.2.2: a server MUST accept the absolute form
+    // (`http://server/updates`, what clients send to proxies); we serve its path.
+    if let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        target = match rest.find('/') {
+            Some(slash) => rest[slash..].to_string(),
+            None => "/".to_string(),
+        };
+    }
     if !target.starts_with('/') {
         return Err(HttpError::Malformed(format!(
             "request target {target:?} is not a path"
         )));
     }
     // RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request
-    // without exactly one Host header.
+    // without a Host header, and to any request with more than one.
     let hosts = headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
         .count();
-    if minor_version == 1 && hosts != 1 {
+    if hosts > 1 || (minor_version == 1 && hosts != 1) {
         return Err(HttpError::Malformed(
-            "HTTP/1.1 needs exactly one Host header".into(),
+            "a request needs exactly one Host header (HTTP/1.0: at most one)".into(),
+        ));
+    }
+    // RFC 9112 section 6.1: Transfer-Encoding in an HTTP/1.0 message means
+    // its framing is faulty.
+    if minor_version == 0 && find_header(&headers, "transfer-encoding").is_some() {
+        return Err(HttpError::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 request".into(),
         ));
     }
     let body_len = body_length(&headers)?;

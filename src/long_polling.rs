@@ -49,7 +49,7 @@ async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, hold: Durati
     loop {
         // Between requests a long-polling client is never idle for long (it
         // re-requests at once), so a quiet connection is a vanished client.
-        let request = match timeout(hold * 2, conn.read_request()).await {
+        let request = match timeout(hold * 2 + Duration::from_secs(10), conn.read_request()).await {
             Err(_) => return conn.close("idle timeout").await,
             Ok(Ok(None)) => return conn.close("client closed").await,
             Ok(Ok(Some(request))) => request,
@@ -84,7 +84,10 @@ async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, hold: Durati
             if !events.is_empty() {
                 break events;
             }
+            // `biased`: branches are tried in this order, so the run does not
+            // depend on tokio's branch-picking RNG.
             tokio::select! {
+                biased;
                 // A new event: look again (it may not be after our cursor).
                 _ = &mut published => continue,
                 // Nothing happened for `hold`: answer empty, the client will

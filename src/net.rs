@@ -51,12 +51,13 @@ impl Switchboard {
         severance
     }
 
-    /// Resets every live connection with an end on one of `hosts`; returns
-    /// how many ends were reset.
+    /// Resets every live connection end *on* one of `hosts`; returns how many.
+    /// Only those: the hosts across the cut hear nothing (no reset crosses a
+    /// cut) and find out later, by a timeout or a failed write.
     pub fn reset(&self, hosts: &[String]) -> usize {
         let mut count = 0;
-        for (local, peer, severance) in self.lines.borrow().iter() {
-            if (hosts.contains(local) || hosts.contains(peer))
+        for (local, _peer, severance) in self.lines.borrow().iter() {
+            if hosts.contains(local)
                 && let Some(s) = severance.upgrade()
             {
                 s.sever();

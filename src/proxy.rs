@@ -23,7 +23,7 @@
 //! until `buffer_kib` have gathered or the stream ends, the way nginx buffers
 //! responses unless told `proxy_buffering off` (or `X-Accel-Buffering: no`).
 
-use crate::http::{Conn, Framing, Request, Response};
+use crate::http::{Conn, Framing, Request, Response, strip_hop_by_hop};
 use crate::net::{HostNet, SERVER_PORT};
 use crate::scenario::{Proxy, ProxyMode, Span};
 use crate::trace::Event;
@@ -97,8 +97,12 @@ async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
                 return downstream.abandon(&e.to_string());
             }
         };
+        // What the client asked of *its* connection; `Connection` is
+        // hop-by-hop and is not forwarded.
+        let client_keeps_alive = request.keep_alive();
+        strip_hop_by_hop(&mut request.headers);
         request.headers.push(("Via".into(), "1.1 proxy".into()));
-        let (answer, framing) = match forward(&ctx, &mut upstream, &request, idle).await {
+        let (mut answer, framing) = match forward(&ctx, &mut upstream, &request, idle).await {
             Wait::Idle => {
                 return cut(&ctx, downstream, upstream, idle, "waiting for the server").await;
             }
@@ -116,6 +120,15 @@ async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
             let up = upstream.take().expect("a stream came from upstream");
             return relay_stream(&ctx, answer, up, downstream).await;
         }
+        if answer
+            .header("connection")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("close"))
+            && let Some(up) = upstream.take()
+        {
+            // The server is closing its side: open a fresh one next time.
+            up.close("server closed").await;
+        }
+        strip_hop_by_hop(&mut answer.headers);
         let count = (ctx.count_events)(&answer);
         if downstream.send_response(&answer, count).await.is_err() {
             if let Some(up) = upstream {
@@ -123,7 +136,7 @@ async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
             }
             return downstream.abandon("write failed");
         }
-        if answer.status == 502 || !request.keep_alive() {
+        if answer.status == 502 || !client_keeps_alive {
             if let Some(up) = upstream {
                 up.close("done").await;
             }
@@ -210,21 +223,36 @@ async fn forward(
     request: &Request,
     idle: Span,
 ) -> Wait<Result<(Response, Framing), String>> {
-    if upstream.is_none() {
-        match ctx.net.connect("server", SERVER_PORT, false).await {
-            Ok(c) => *upstream = Some(c),
-            Err(e) => return Wait::Done(Err(format!("cannot reach server: {e}"))),
+    // A kept-alive server connection may have died while idle (the server
+    // timed it out, or restarted): a GET that fails on one is safe to send
+    // once more on a fresh connection, as proxies do.
+    let mut second_chance = upstream.is_some();
+    loop {
+        if upstream.is_none() {
+            match ctx.net.connect("server", SERVER_PORT, false).await {
+                Ok(c) => *upstream = Some(c),
+                Err(e) => return Wait::Done(Err(format!("cannot reach server: {e}"))),
+            }
         }
-    }
-    let up = upstream.as_mut().expect("just set");
-    if let Err(e) = up.send_request(request, false).await {
-        return Wait::Done(Err(format!("server connection failed: {e}")));
-    }
-    let count = ctx.count_events.clone();
-    match within_idle(idle, up.read_response_start(move |r| count(r))).await {
-        Wait::Idle => Wait::Idle,
-        Wait::Done(Ok(r)) => Wait::Done(Ok(r)),
-        Wait::Done(Err(e)) => Wait::Done(Err(format!("server connection failed: {e}"))),
+        let up = upstream.as_mut().expect("just set");
+        let failure = match up.send_request(request, false).await {
+            Err(e) => format!("server connection failed: {e}"),
+            Ok(()) => {
+                let count = ctx.count_events.clone();
+                match within_idle(idle, up.read_response_start(move |r| count(r))).await {
+                    Wait::Idle => return Wait::Idle,
+                    Wait::Done(Ok(r)) => return Wait::Done(Ok(r)),
+                    Wait::Done(Err(e)) => format!("server connection failed: {e}"),
+                }
+            }
+        };
+        if !(second_chance && request.method == "GET") {
+            return Wait::Done(Err(failure));
+        }
+        second_chance = false;
+        if let Some(dead) = upstream.take() {
+            dead.abandon(&failure);
+        }
     }
 }
 

@@ -298,7 +298,8 @@ pub struct Events {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShortPolling {
-    /// Time from one poll's answer to the next poll.
+    /// Time from the start of one poll to the start of the next (a fixed
+    /// schedule, like `setInterval`).
     pub interval: Span,
     /// A poll that has no complete answer after this long is abandoned.
     pub request_timeout: Span,
@@ -518,6 +519,11 @@ pub const MAX_CLIENT_HOSTS: u32 = 100;
 pub const MAX_DURATION: Span = Span(24 * 3600 * 1_000_000);
 pub const MAX_PAYLOAD_BYTES: u32 = 1 << 20;
 pub const MAX_EVENTS: usize = 1_000_000;
+/// (client, event) deliveries a run may keep latencies for.
+pub const MAX_DELIVERIES: u64 = 50_000_000;
+/// Simultaneous connections one host can open (its port range, 32768..=60999,
+/// with room for the ones still closing).
+pub const MAX_CONNECTIONS_PER_HOST: u32 = 25_000;
 
 impl Scenario {
     /// Reads a scenario from TOML text and applies `--set` overrides, in order.
@@ -646,11 +652,11 @@ impl Scenario {
         if n.tick < Span::from_millis(1) || n.tick > Span::from_secs(1) {
             return Err(err("network.tick", "must be between 1ms and 1s"));
         }
-        if n.latency > Span::from_secs(60) || n.jitter > Span::from_secs(60) {
-            return Err(err(
-                "network.latency",
-                "latency and jitter must be at most 60s",
-            ));
+        if n.latency > Span::from_secs(60) {
+            return Err(err("network.latency", "must be at most 60s"));
+        }
+        if n.jitter > Span::from_secs(60) {
+            return Err(err("network.jitter", "must be at most 60s"));
         }
         let w = &self.workload;
         if w.clients == 0 || w.clients > MAX_CLIENTS {
@@ -745,7 +751,7 @@ impl Scenario {
             return Err(err(
                 "long_polling.client_timeout",
                 format!(
-                    "{} must be longer than long_polling.hold ({}), or every held request would be abandoned",
+                    "{} must be longer than long_polling.hold ({}) plus a round trip, or quiet holds end with the client giving up",
                     lp.client_timeout, lp.hold
                 ),
             ));
@@ -757,6 +763,9 @@ impl Scenario {
             ));
         }
         let sse = &self.sse;
+        if sse.client_default_retry < Span::from_millis(1) {
+            return Err(err("sse.client_default_retry", "must be at least 1ms"));
+        }
         if sse.history == 0 || sse.history > 1_000_000 {
             return Err(err("sse.history", "must be between 1 and 1000000 events"));
         }
@@ -773,6 +782,45 @@ impl Scenario {
         }
         if e.count.is_some() && e.every.is_none() && e.rate.is_none() {
             return Err(err("workload.events.count", "goes with `every` or `rate`"));
+        }
+        // Memory: the report keeps one latency per delivery.
+        let expected_events = match (e.every, e.rate) {
+            (Some(every), _) => self.duration.0 / every.0.max(1) + 1,
+            (_, Some(rate)) => (rate * self.duration.as_millis_f64() / 1000.0) as u64,
+            _ => e.at.len() as u64,
+        };
+        let expected_events = e
+            .count
+            .map_or(expected_events, |c| expected_events.min(c as u64));
+        if expected_events.saturating_mul(w.clients as u64) > MAX_DELIVERIES {
+            return Err(err(
+                "workload.clients",
+                format!(
+                    "{} clients x about {expected_events} events is more than {MAX_DELIVERIES} deliveries to keep; use fewer clients or events",
+                    w.clients
+                ),
+            ));
+        }
+        // Ports: each client host opens one connection per client at a time,
+        // and a proxy one per client towards the server.
+        let per_host = w.clients.div_ceil(self.client_host_count());
+        let busiest = if self.proxy.enabled {
+            w.clients
+        } else {
+            per_host
+        };
+        if busiest > MAX_CONNECTIONS_PER_HOST {
+            return Err(err(
+                "workload.clients",
+                format!(
+                    "a host would need {busiest} connections at once (at most {MAX_CONNECTIONS_PER_HOST}); raise workload.client_hosts{}",
+                    if self.proxy.enabled {
+                        " or drop the proxy"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
         }
         self.fault_plans()?;
         Ok(())
@@ -894,6 +942,84 @@ impl Scenario {
                     return Err(err(
                         format!("faults.{i}"),
                         "a fault is either `cut = \"client-1\"` with `from`/`to`, or `crash = \"server\"` with `at`/`restart`",
+                    ));
+                }
+            }
+        }
+        // Overlapping windows would heal a link that another cut still holds,
+        // or restart a server that is running: refuse them.
+        for (i, a) in plans.iter().enumerate() {
+            for (j, b) in plans.iter().enumerate().skip(i + 1) {
+                let overlap = match (a, b) {
+                    (
+                        FaultPlan::Cut {
+                            hosts: ha,
+                            from: fa,
+                            to: ta,
+                            ..
+                        },
+                        FaultPlan::Cut {
+                            hosts: hb,
+                            from: fb,
+                            to: tb,
+                            ..
+                        },
+                    ) => ha.iter().any(|h| hb.contains(h)) && fa < tb && fb < ta,
+                    (
+                        FaultPlan::Crash {
+                            at: aa,
+                            restart: ra,
+                        },
+                        FaultPlan::Crash {
+                            at: ab,
+                            restart: rb,
+                        },
+                    ) => aa <= rb && ab <= ra,
+                    _ => false,
+                };
+                if overlap {
+                    return Err(err(
+                        format!("faults.{j}"),
+                        format!("overlaps faults.{i} on the same host; make the windows disjoint"),
+                    ));
+                }
+            }
+        }
+        // Overlapping windows would heal a link that another cut still holds,
+        // or restart a server that is running: refuse them.
+        for (i, a) in plans.iter().enumerate() {
+            for (j, b) in plans.iter().enumerate().skip(i + 1) {
+                let overlap = match (a, b) {
+                    (
+                        FaultPlan::Cut {
+                            hosts: ha,
+                            from: fa,
+                            to: ta,
+                            ..
+                        },
+                        FaultPlan::Cut {
+                            hosts: hb,
+                            from: fb,
+                            to: tb,
+                            ..
+                        },
+                    ) => ha.iter().any(|h| hb.contains(h)) && fa < tb && fb < ta,
+                    (
+                        FaultPlan::Crash {
+                            at: aa,
+                            restart: ra,
+                        },
+                        FaultPlan::Crash {
+                            at: ab,
+                            restart: rb,
+                        },
+                    ) => aa <= rb && ab <= ra,
+                    _ => false,
+                };
+                if overlap {
+                    return Err(err(
+                        format!("faults.{j}"),
+                        format!("overlaps faults.{i} on the same host; make the windows disjoint"),
                     ));
                 }
             }

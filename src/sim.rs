@@ -235,6 +235,9 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
         // turmoil's TCP buffer size is also the listen backlog: more
         // simultaneous connects than this would panic inside turmoil.
         .tcp_capacity(scenario.workload.clients as usize + 256)
+        // Linux's ephemeral port range (28k ports), so that connection names
+        // look like a real machine's and a host can hold many connections.
+        .ephemeral_ports(32768..=60999)
         .build();
 
     let switchboard = crate::net::Switchboard::default();

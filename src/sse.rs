@@ -33,7 +33,7 @@
 //! up for good.
 
 use crate::event_stream::{Output, Parser};
-use crate::http::{Conn, Request, Response};
+use crate::http::{Conn, Framing, Request, Response};
 use crate::net::{AppEvent, SERVER_PORT};
 use crate::scenario::{Span, SseRefusal};
 use crate::sim::{ClientCtx, ServerCtx};
@@ -62,7 +62,13 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
 pub fn event_block(event: &AppEvent) -> Vec<u8> {
     let mut block = format!("id: {}\nevent: {UPDATE}\n", event.id);
     let bytes = event.data.as_bytes();
-    for line in bytes.chunks(40) {
+    // At least one `data` line, even for an empty payload: a block without
+    // one dispatches nothing (its id would still count, and the event would
+    // be skipped for good).
+    for line in bytes
+        .chunks(40)
+        .chain(bytes.is_empty().then_some(&bytes[..]))
+    {
         block.push_str("data: ");
         block.push_str(&String::from_utf8_lossy(line));
         block.push('\n');
@@ -108,11 +114,14 @@ async fn serve_stream(mut conn: Conn<TcpStream>, ctx: ServerCtx) {
     }
     // Where this client got to. Its browser sends the last id it saw; a new
     // client has none and is sent the whole (bounded) history.
-    let mut cursor = request
+    let cursor = request
         .header("last-event-id")
         .and_then(|id| id.trim().parse::<u64>().ok())
         .unwrap_or(0);
     let oldest_kept = ctx.log.last_id().saturating_sub(params.history as u64) + 1;
+    // The id comes from the peer: never trust it to be in range.
+    let cursor_in_range = cursor.min(ctx.log.last_id());
+    let mut cursor = cursor_in_range;
     if cursor + 1 < oldest_kept {
         // Too far behind to replay: say so, never skip silently.
         let gap = format!(
@@ -141,7 +150,10 @@ async fn serve_stream(mut conn: Conn<TcpStream>, ctx: ServerCtx) {
             }
             continue;
         }
+        // `biased`: branches are tried in this order, so the run does not
+        // depend on tokio's branch-picking RNG.
         tokio::select! {
+            biased;
             _ = &mut published => {}
             // Silence for `heartbeat`: a comment keeps proxies and the
             // client's own timeout from taking the stream for dead.
@@ -193,7 +205,9 @@ async fn sleep_or_never(span: Span) {
 /// How one connection of an EventSource ended.
 enum End {
     /// "Reestablish the connection": wait the reconnection time, try again.
-    Reconnect(String),
+    /// `true` when the connection failed (so the next request is a retry),
+    /// `false` when the server simply ended the stream.
+    Reconnect(String, bool),
     /// "Fail the connection": readyState CLOSED, never again.
     Fail(String),
 }
@@ -204,10 +218,20 @@ enum End {
 pub async fn client(ctx: ClientCtx) {
     let mut parser = Parser::new();
     let mut reconnection_time = ctx.scenario.sse.client_default_retry.to_std();
+    // Whether the next connection follows a failure (a retry) or a clean end.
+    let mut after_failure = false;
     let mut reconnecting = false;
     ctx.wait_to_join().await;
     loop {
-        match connect_and_stream(&ctx, &mut parser, &mut reconnection_time, reconnecting).await {
+        match connect_and_stream(
+            &ctx,
+            &mut parser,
+            &mut reconnection_time,
+            reconnecting,
+            after_failure,
+        )
+        .await
+        {
             End::Fail(why) => {
                 ctx.net.trace.record(Event::Error {
                     client: ctx.id,
@@ -215,7 +239,8 @@ pub async fn client(ctx: ClientCtx) {
                 });
                 return;
             }
-            End::Reconnect(why) => {
+            End::Reconnect(why, failed) => {
+                after_failure = failed;
                 ctx.net.trace.record(Event::Error {
                     client: ctx.id,
                     what: format!(
@@ -239,6 +264,7 @@ async fn connect_and_stream(
     parser: &mut Parser,
     reconnection_time: &mut Duration,
     reconnecting: bool,
+    after_failure: bool,
 ) -> End {
     let silence = ctx.scenario.sse.client_heartbeat_timeout;
     let mut conn = match ctx
@@ -247,7 +273,7 @@ async fn connect_and_stream(
         .await
     {
         Ok(conn) => conn,
-        Err(e) => return End::Reconnect(format!("network error: {e}")),
+        Err(e) => return End::Reconnect(format!("network error: {e}"), true),
     };
     let mut request = Request::get("/stream", "server");
     request
@@ -261,25 +287,31 @@ async fn connect_and_stream(
             .headers
             .push(("Last-Event-ID".into(), parser.last_event_id().to_string()));
     }
-    if let Err(e) = conn.send_request(&request, reconnecting).await {
+    if let Err(e) = conn.send_request(&request, after_failure).await {
         conn.abandon("write failed");
-        return End::Reconnect(format!("network error: {e}"));
+        return End::Reconnect(format!("network error: {e}"), true);
     }
     let response = match within(silence, conn.read_response_start(|_| None)).await {
         None => {
             conn.abandon("heartbeat timeout");
-            return End::Reconnect("no answer within the heartbeat timeout".into());
+            return End::Reconnect("no answer within the heartbeat timeout".into(), true);
         }
         Some(Err(e)) => {
             conn.abandon(&e.to_string());
-            return End::Reconnect(format!("network error: {e}"));
+            return End::Reconnect(format!("network error: {e}"), true);
         }
-        // A stream with a length still works: it just ends like any other.
-        Some(Ok((response, _framing))) => response,
+        Some(Ok((response, framing))) => (response, framing),
     };
-    if let Err(why) = check_response(&response) {
+    if let Err(why) = check_response(&response.0) {
         conn.close("failed").await;
         return End::Fail(why);
+    }
+    if let (response, Framing::Length(_)) = response {
+        // A stream with a length is a stream that has already ended: its
+        // events count, then it is reestablished like any other.
+        dispatch(ctx, parser.feed(&response.body), reconnection_time);
+        conn.close("end of stream").await;
+        return End::Reconnect("the server ended the stream".into(), false);
     }
     loop {
         match within(silence, conn.read_stream()).await {
@@ -287,37 +319,41 @@ async fn connect_and_stream(
                 // No byte for the whole timeout: a partition or a dead
                 // server sends no FIN, so only a timer can tell.
                 conn.abandon("heartbeat timeout");
-                return End::Reconnect("no byte within the heartbeat timeout".into());
+                return End::Reconnect("no byte within the heartbeat timeout".into(), true);
             }
             Some(Err(e)) => {
                 conn.abandon(&e.to_string());
-                return End::Reconnect(format!("network error: {e}"));
+                return End::Reconnect(format!("network error: {e}"), true);
             }
             Some(Ok(None)) => {
                 conn.close("end of stream").await;
-                return End::Reconnect("the server ended the stream".into());
+                return End::Reconnect("the server ended the stream".into(), false);
             }
             Some(Ok(Some((bytes, _blocks)))) => {
-                for output in parser.feed(&bytes) {
-                    match output {
-                        Output::Retry { retry } => {
-                            *reconnection_time = Duration::from_millis(retry)
-                        }
-                        Output::Event(event) if event.event_type == UPDATE => {
-                            if let Ok(id) = event.last_event_id.parse::<u64>() {
-                                ctx.deliver(id);
-                            }
-                        }
-                        Output::Event(event) if event.event_type == GAP => {
-                            ctx.net.trace.record(Event::Error {
-                                client: ctx.id,
-                                what: format!("server says events are gone: {}", event.data),
-                            });
-                        }
-                        Output::Event(_) => {} // no listener for other types
-                    }
+                dispatch(ctx, parser.feed(&bytes), reconnection_time);
+            }
+        }
+    }
+}
+
+/// What the application does with what the parser produced: our events go to
+/// the application, a `gap` is reported, `retry` sets the reconnection time.
+fn dispatch(ctx: &ClientCtx, outputs: Vec<Output>, reconnection_time: &mut Duration) {
+    for output in outputs {
+        match output {
+            Output::Retry { retry } => *reconnection_time = Duration::from_millis(retry),
+            Output::Event(event) if event.event_type == UPDATE => {
+                if let Ok(id) = event.last_event_id.parse::<u64>() {
+                    ctx.deliver(id);
                 }
             }
+            Output::Event(event) if event.event_type == GAP => {
+                ctx.net.trace.record(Event::Error {
+                    client: ctx.id,
+                    what: format!("server says events are gone: {}", event.data),
+                });
+            }
+            Output::Event(_) => {} // no listener for other types
         }
     }
 }

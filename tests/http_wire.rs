@@ -160,6 +160,41 @@ fn keep_alive_answers_pipelined_polls_in_order() {
     assert!(first < empty);
 }
 
+/// RFC 9112 section 3.2.2: the absolute form is accepted.
+#[test]
+fn absolute_form_target_is_served() {
+    let answer = exchange(b"GET http://server/updates?after=2 HTTP/1.1\r\nHost: server\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+}
+
+/// Two Host headers are a 400 in any version.
+#[test]
+fn two_host_headers_get_400_even_in_http10() {
+    let answer = exchange(b"GET /updates HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+}
+
+/// A 204 carries no Content-Length (RFC 9110 section 8.6).
+#[test]
+fn no_content_answers_have_no_content_length() {
+    let mut r = pushpull::http::Response::new(204, "text/plain", Vec::new());
+    r.headers.clear();
+    assert_eq!(r.to_bytes(), b"HTTP/1.1 204 No Content\r\n\r\n");
+}
+
+/// A proxy drops `Connection` and the headers it names (RFC 9110 section 7.6.1).
+#[test]
+fn hop_by_hop_headers_are_stripped() {
+    let mut headers = vec![
+        ("Host".to_string(), "server".to_string()),
+        ("Connection".to_string(), "close, X-Hop".to_string()),
+        ("X-Hop".to_string(), "1".to_string()),
+        ("Keep-Alive".to_string(), "timeout=5".to_string()),
+    ];
+    pushpull::http::strip_hop_by_hop(&mut headers);
+    assert_eq!(headers, vec![("Host".to_string(), "server".to_string())]);
+}
+
 /// HTTP/1.0 without keep-alive: answered, then closed.
 #[test]
 fn http10_request_is_answered_and_closed() {

@@ -120,3 +120,39 @@ fn every_lesson_loads() {
         Scenario::from_toml(text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
+
+/// Overlapping windows would heal a link another cut holds, or restart a
+/// running server: refused.
+#[test]
+fn overlapping_faults_are_refused() {
+    let m = error_of(
+        "[[faults]]\ncut = \"client-1\"\nfrom = \"10s\"\nto = \"30s\"\n[[faults]]\ncut = \"all-clients\"\nfrom = \"20s\"\nto = \"40s\"\n",
+        &[],
+    );
+    assert_one_line_naming(&m, "faults.1", "overlaps faults.0");
+    let m = error_of(
+        "[[faults]]\ncrash = \"server\"\nat = \"10s\"\nrestart = \"30s\"\n[[faults]]\ncrash = \"server\"\nat = \"20s\"\nrestart = \"40s\"\n",
+        &[],
+    );
+    assert_one_line_naming(&m, "faults.1", "overlaps");
+}
+
+/// A zero reconnection time would spin a failing EventSource forever.
+#[test]
+fn zero_sse_reconnection_time_is_refused() {
+    let m = error_of("", &["sse.client_default_retry=0"]);
+    assert_one_line_naming(&m, "sse.client_default_retry", "at least 1ms");
+}
+
+#[test]
+fn each_network_field_is_named_on_its_own() {
+    let m = error_of("", &["network.jitter=90s"]);
+    assert_one_line_naming(&m, "network.jitter", "60s");
+}
+
+/// More connections than a host has ports is an error, not a panic inside turmoil.
+#[test]
+fn more_clients_than_a_proxy_has_ports_is_refused() {
+    let m = error_of("", &["workload.clients=30000", "proxy.enabled=true"]);
+    assert_one_line_naming(&m, "workload.clients", "connections at once");
+}
