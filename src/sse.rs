@@ -65,10 +65,7 @@ pub fn event_block(event: &AppEvent) -> Vec<u8> {
     // At least one `data` line, even for an empty payload: a block without
     // one dispatches nothing (its id would still count, and the event would
     // be skipped for good).
-    for line in bytes
-        .chunks(40)
-        .chain(bytes.is_empty().then_some(&bytes[..]))
-    {
+    for line in bytes.chunks(40).chain(bytes.is_empty().then_some(bytes)) {
         block.push_str("data: ");
         block.push_str(&String::from_utf8_lossy(line));
         block.push('\n');
