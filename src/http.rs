@@ -516,6 +516,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     ) -> Result<Response, HttpError> {
         loop {
             if let Some((head_len, mut response, body_len)) = parse_response_head(&self.buf)? {
+                if (100..200).contains(&response.status) {
+                    // An interim answer (RFC 9110 section 15.2): skip it, the
+                    // real one follows.
+                    self.buf.drain(..head_len);
+                    continue;
+                }
+                let until_close = body_len == 0
+                    && response.header("content-length").is_none()
+                    && !(response.status == 204 || response.status == 304);
+                if until_close {
+                    // No length: the body runs to the end of the connection
+                    // (RFC 9112 section 6.3, rule 8).
+                    while self.fill().await? {
+                        if self.buf.len() > head_len + MAX_BODY_BYTES {
+                            return Err(HttpError::BodyTooLarge);
+                        }
+                    }
+                    response.body = self.buf.split_off(head_len);
+                    self.buf.clear();
+                    let total = head_len + response.body.len();
+                    let events = count_events(&response);
+                    self.record_received(response.summary(), total, events);
+                    return Ok(response);
+                }
                 response.body = self.read_body(head_len, body_len).await?;
                 let events = count_events(&response);
                 self.record_received(response.summary(), head_len + body_len, events);
@@ -536,6 +560,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     ) -> Result<(Response, Framing), HttpError> {
         loop {
             if let Some((head_len, mut response, body_len)) = parse_response_head(&self.buf)? {
+                if (100..200).contains(&response.status) {
+                    self.buf.drain(..head_len); // interim answer: skip it
+                    continue;
+                }
                 let streamed = body_len == 0
                     && response.header("content-length").is_none()
                     && !(response.status < 200 || response.status == 204 || response.status == 304);

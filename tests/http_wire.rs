@@ -233,6 +233,27 @@ async fn request_split_across_reads_parses() {
     );
 }
 
+/// A response without Content-Length runs to the end of the connection, and
+/// an interim 1xx answer is skipped (RFC 9112 section 6.3, RFC 9110 15.2).
+#[tokio::test]
+async fn close_delimited_response_and_interim_answers() {
+    let stream = tokio_test::io::Builder::new()
+        .read(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"events\"")
+        .read(b":[],\"more\":false}")
+        .build();
+    let tracer = Tracer::new(None, false, Metrics::new(1));
+    let mut conn = Conn::new(
+        stream,
+        "test".into(),
+        Dir::Up,
+        tracer.on("client-1"),
+        Loss::none(),
+    );
+    let response = conn.read_response(|_| None).await.unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"{\"events\":[],\"more\":false}");
+}
+
 /// A close in the middle of a head is an error, not a request.
 #[tokio::test]
 async fn close_mid_head_is_unexpected_eof() {
