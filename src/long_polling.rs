@@ -28,7 +28,9 @@
 
 use crate::http::{Conn, Request, Response};
 use crate::net::{EventLog, SERVER_PORT};
-use crate::short_polling::{Batch, MAX_EVENTS_PER_ANSWER, PollError, WireEvent, count_events};
+use crate::short_polling::{
+    Batch, MAX_EVENTS_PER_ANSWER, PollError, batch_answer, count_events, cursor_of,
+};
 use crate::sim::{ClientCtx, ServerCtx};
 use crate::trace::Event;
 use std::time::Duration;
@@ -63,7 +65,7 @@ async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, hold: Durati
                 return conn.abandon(&e.to_string());
             }
         };
-        let after = match check_request(&request) {
+        let after = match cursor_of(&request) {
             Ok(after) => after,
             Err(response) => {
                 let _ = conn.send_response(&response, None).await;
@@ -97,7 +99,7 @@ async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, hold: Durati
                 _ = conn.peer_closed() => return conn.close("client closed while held").await,
             }
         };
-        let (response, count) = answer(events);
+        let (response, count) = batch_answer(events);
         if conn.send_response(&response, Some(count)).await.is_err() {
             return conn.abandon("write failed");
         }
@@ -107,41 +109,6 @@ async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, hold: Durati
     }
 }
 // ANCHOR_END: server
-
-/// Checks path, method and cursor; the answer to send if they are wrong.
-fn check_request(request: &Request) -> Result<u64, Response> {
-    if request.path() != "/updates" {
-        return Err(Response::error(404, "try GET /updates?after=<id>"));
-    }
-    if request.method != "GET" {
-        let mut r = Response::error(405, "only GET");
-        r.headers.push(("Allow".into(), "GET".into()));
-        return Err(r);
-    }
-    match request.query("after").map(str::parse::<u64>) {
-        None => Ok(0),
-        Some(Ok(after)) => Ok(after),
-        Some(Err(_)) => Err(Response::error(400, "after must be an event id")),
-    }
-}
-
-fn answer(mut events: Vec<crate::net::AppEvent>) -> (Response, u32) {
-    let more = events.len() > MAX_EVENTS_PER_ANSWER;
-    events.truncate(MAX_EVENTS_PER_ANSWER);
-    let batch = Batch {
-        more,
-        events: events
-            .into_iter()
-            .map(|e| WireEvent {
-                id: e.id,
-                data: e.data,
-            })
-            .collect(),
-    };
-    let count = batch.events.len() as u32;
-    let body = serde_json::to_vec(&batch).expect("a Batch always serializes");
-    (Response::new(200, "application/json", body), count)
-}
 
 // ANCHOR: client
 pub async fn client(ctx: ClientCtx) {

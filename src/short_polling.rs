@@ -28,7 +28,7 @@
 //! request, and exponential backoff so a server that is down is not hammered.
 
 use crate::http::{Conn, HttpError, Request, Response};
-use crate::net::{EventLog, SERVER_PORT};
+use crate::net::{AppEvent, EventLog, SERVER_PORT};
 use crate::sim::{ClientCtx, ServerCtx};
 use crate::trace::Event;
 use serde::{Deserialize, Serialize};
@@ -105,20 +105,36 @@ async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, idle_timeout
 
 /// The whole of the server's logic: the events after the client's cursor, now.
 fn answer_poll(request: &Request, log: &EventLog) -> (Response, Option<u32>) {
+    match cursor_of(request) {
+        Err(refusal) => (refusal, None),
+        Ok(after) => {
+            let (response, count) = batch_answer(log.after(after, MAX_EVENTS_PER_ANSWER + 1));
+            (response, Some(count))
+        }
+    }
+}
+
+/// The cursor of a `GET /updates?after=<id>` (0 without one), or the answer
+/// to a request that is not one. Long polling reads the same requests.
+pub fn cursor_of(request: &Request) -> Result<u64, Response> {
     if request.path() != "/updates" {
-        return (Response::error(404, "try GET /updates?after=<id>"), None);
+        return Err(Response::error(404, "try GET /updates?after=<id>"));
     }
     if request.method != "GET" {
         let mut r = Response::error(405, "only GET");
         r.headers.push(("Allow".into(), "GET".into()));
-        return (r, None);
+        return Err(r);
     }
-    let after = match request.query("after").map(str::parse::<u64>) {
-        None => 0,
-        Some(Ok(after)) => after,
-        Some(Err(_)) => return (Response::error(400, "after must be an event id"), None),
-    };
-    let mut events = log.after(after, MAX_EVENTS_PER_ANSWER + 1);
+    match request.query("after").map(str::parse::<u64>) {
+        None => Ok(0),
+        Some(Ok(after)) => Ok(after),
+        Some(Err(_)) => Err(Response::error(400, "after must be an event id")),
+    }
+}
+
+/// A `200` carrying up to `MAX_EVENTS_PER_ANSWER` events as a JSON batch
+/// (given one more, it sets `more`), and how many it carries.
+pub fn batch_answer(mut events: Vec<AppEvent>) -> (Response, u32) {
     let more = events.len() > MAX_EVENTS_PER_ANSWER;
     events.truncate(MAX_EVENTS_PER_ANSWER);
     let batch = Batch {
@@ -133,7 +149,7 @@ fn answer_poll(request: &Request, log: &EventLog) -> (Response, Option<u32>) {
     };
     let count = batch.events.len() as u32;
     let body = serde_json::to_vec(&batch).expect("a Batch always serializes");
-    (Response::new(200, "application/json", body), Some(count))
+    (Response::new(200, "application/json", body), count)
 }
 // ANCHOR_END: server
 
