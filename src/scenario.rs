@@ -985,45 +985,6 @@ impl Scenario {
                 }
             }
         }
-        // Overlapping windows would heal a link that another cut still holds,
-        // or restart a server that is running: refuse them.
-        for (i, a) in plans.iter().enumerate() {
-            for (j, b) in plans.iter().enumerate().skip(i + 1) {
-                let overlap = match (a, b) {
-                    (
-                        FaultPlan::Cut {
-                            hosts: ha,
-                            from: fa,
-                            to: ta,
-                            ..
-                        },
-                        FaultPlan::Cut {
-                            hosts: hb,
-                            from: fb,
-                            to: tb,
-                            ..
-                        },
-                    ) => ha.iter().any(|h| hb.contains(h)) && fa < tb && fb < ta,
-                    (
-                        FaultPlan::Crash {
-                            at: aa,
-                            restart: ra,
-                        },
-                        FaultPlan::Crash {
-                            at: ab,
-                            restart: rb,
-                        },
-                    ) => aa <= rb && ab <= ra,
-                    _ => false,
-                };
-                if overlap {
-                    return Err(err(
-                        format!("faults.{j}"),
-                        format!("overlaps faults.{i} on the same host; make the windows disjoint"),
-                    ));
-                }
-            }
-        }
         Ok(plans)
     }
 }
