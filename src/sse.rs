@@ -110,15 +110,14 @@ async fn serve_stream(mut conn: Conn<TcpStream>, ctx: ServerCtx) {
         }
     }
     // Where this client got to. Its browser sends the last id it saw; a new
-    // client has none and is sent the whole (bounded) history.
-    let cursor = request
+    // client has none and is sent the whole (bounded) history. The id comes
+    // from the peer: never trust it to be in range.
+    let last_event_id = request
         .header("last-event-id")
         .and_then(|id| id.trim().parse::<u64>().ok())
         .unwrap_or(0);
+    let mut cursor = last_event_id.min(ctx.log.last_id());
     let oldest_kept = ctx.log.last_id().saturating_sub(params.history as u64) + 1;
-    // The id comes from the peer: never trust it to be in range.
-    let cursor_in_range = cursor.min(ctx.log.last_id());
-    let mut cursor = cursor_in_range;
     if cursor + 1 < oldest_kept {
         // Too far behind to replay: say so, never skip silently.
         let gap = format!(
