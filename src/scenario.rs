@@ -625,6 +625,16 @@ impl Scenario {
             };
         }
         *node = new_value;
+        // `every`, `rate` and `at` are three ways to say one thing: setting
+        // one on the command line replaces whichever the file used.
+        if let ["workload", "events", kind @ ("every" | "rate" | "at")] = parts.as_slice()
+            && let Some(events) = root
+                .get_mut("workload")
+                .and_then(|w| w.get_mut("events"))
+                .and_then(|e| e.as_table_mut())
+        {
+            events.retain(|k, _| k == *kind || !matches!(k, "every" | "rate" | "at"));
+        }
         Self::from_value(root)
     }
 

@@ -113,6 +113,19 @@ fn durations_parse_and_print() {
     assert_eq!(Span::from_secs(90).to_string(), "90s");
 }
 
+/// `--set workload.events.rate=...` switches a lesson from `every` to `rate`.
+#[test]
+fn setting_one_kind_of_event_schedule_replaces_the_other() {
+    let s = Scenario::from_toml(
+        "[workload]\nevents = { every = \"60s\", start = \"5s\" }\n",
+        &["workload.events.rate=2.0".into()],
+    )
+    .unwrap();
+    assert_eq!(s.workload.events.rate, Some(2.0));
+    assert_eq!(s.workload.events.every, None);
+    assert_eq!(s.workload.events.start, Span::from_secs(5));
+}
+
 /// Every lesson file loads.
 #[test]
 fn every_lesson_loads() {
