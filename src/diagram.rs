@@ -684,7 +684,7 @@ impl View {
             LANE_MAX
         };
         let lane_x: Vec<f64> = (0..n).map(|i| MARGIN_LEFT + lane * i as f64).collect();
-        let width = (MARGIN_LEFT + lane * n.saturating_sub(1) as f64 + MARGIN_RIGHT).max(640.0);
+        let width = (MARGIN_LEFT + lane * n.saturating_sub(1) as f64 + MARGIN_RIGHT).max(880.0);
 
         // The legend wraps to the picture's width.
         let mut legend = vec![Vec::new()];
