@@ -77,6 +77,28 @@ fn sse_client_resumes_from_last_event_id_after_cut_off() {
 }
 // ANCHOR_END: resume
 
+// ANCHOR: held_cut
+/// Not every outage breaks the stream. If the path survives (packets wait
+/// and TCP delivers them when the network is back), the one connection lives
+/// on: no reconnect, nothing lost, the events of the outage simply late.
+#[test]
+fn sse_stream_survives_a_short_cut_that_tcp_rides_out() {
+    let outcome = run(
+        "sse",
+        &[r#"faults=[{cut="client-1", from="60s", to="75s", hold=true}]"#],
+    );
+    let r = &outcome.report;
+    let worst = r.latency_ms.max.unwrap();
+    println!(
+        "held cut: reconnects {}, lost {}, worst delay {worst} ms",
+        r.reconnects, r.lost
+    );
+    assert_eq!((r.reconnects, r.connections_opened, r.requests), (0, 3, 3));
+    assert_eq!((r.lost, r.duplicated, r.out_of_order), (0, 0, 0));
+    assert!((14_000.0..=15_100.0).contains(&worst), "{worst}");
+}
+// ANCHOR_END: held_cut
+
 // ANCHOR: retry_field
 /// `retry: 10000` sets the reconnection time: the same 2-second outage keeps
 /// the client away for about 10 s instead of 3 s.

@@ -79,6 +79,7 @@ pub const FIGURES: &[Figure] = &[
     Figure::new("long_polling/proxy_cut", "long_polling", &["proxy.enabled=true", "proxy.idle_timeout=20s"]).window("0s", "70s"),
     Figure::new("sse/default", "sse", &[]).window("3s", "22s"),
     Figure::new("sse/resume", "sse", &[r#"faults=[{cut="client-1",from="60s",to="75s",reset=true}]"#]).window("58s", "80s"),
+    Figure::new("sse/held_cut", "sse", &[r#"faults=[{cut="client-1",from="60s",to="75s",hold=true}]"#]).window("58s", "80s"),
     Figure::new("sse/silent_partition", "sse", &[r#"faults=[{cut="client-1",from="60s",to="75s"}]"#]).window("55s", "100s"),
     Figure::new("sse/heartbeat_timeout", "sse", &[r#"faults=[{cut="client-1",from="60s",to="75s"}]"#, "sse.client_heartbeat_timeout=20s"]).window("55s", "100s"),
     Figure::new("sse/retry_10s", "sse", &["sse.retry=10s", r#"faults=[{cut="client-1",from="60s",to="62s",reset=true}]"#]).window("58s", "75s"),

@@ -462,6 +462,13 @@ pub struct Fault {
     /// silent: packets vanish and nobody is told until a timer says so.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reset: bool,
+    /// With a cut: packets wait at the cut and all arrive when it heals, as
+    /// TCP's retransmissions deliver them after a short outage whose path
+    /// survived. Connections live on, only late. Without it (and without
+    /// `reset`) packets sent during the cut are gone, and so is any
+    /// connection that lost one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hold: bool,
     /// Crash this host (only `"server"` for now) ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crash: Option<String>,
@@ -482,6 +489,7 @@ pub enum FaultPlan {
         from: Span,
         to: Span,
         reset: bool,
+        hold: bool,
     },
     /// Crash the server at `at`, start it again at `restart`.
     Crash { at: Span, restart: Span },
@@ -907,15 +915,22 @@ impl Scenario {
                             ),
                         ));
                     };
+                    if f.reset && f.hold {
+                        return Err(err(
+                            at("hold"),
+                            "a cut either holds packets (hold) or resets connections (reset), not both",
+                        ));
+                    }
                     plans.push(FaultPlan::Cut {
                         hosts: cut_hosts,
                         from,
                         to,
                         reset: f.reset,
+                        hold: f.hold,
                     });
                 }
                 (None, Some(target)) => {
-                    if f.from.is_some() || f.to.is_some() || f.reset {
+                    if f.from.is_some() || f.to.is_some() || f.reset || f.hold {
                         return Err(err(
                             at("crash"),
                             "a crash takes `at` and `restart`, not `from`/`to`",
@@ -1005,7 +1020,9 @@ fn optional_fields(table_path: &[&str]) -> &'static [&'static str] {
     match table_path {
         ["workload", "events"] => &["every", "rate", "at", "count"],
         ["sse"] => &["retry"],
-        ["faults", _] => &["cut", "from", "to", "reset", "crash", "at", "restart"],
+        ["faults", _] => &[
+            "cut", "from", "to", "reset", "hold", "crash", "at", "restart",
+        ],
         _ => &[],
     }
 }

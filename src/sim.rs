@@ -157,6 +157,9 @@ enum Action {
     Publish,
     /// A partition; `true`: also reset the connections crossing it.
     Cut(Vec<String>, bool),
+    /// A cut whose packets wait and arrive at the heal.
+    Hold(Vec<String>),
+    Release(Vec<String>),
     Heal(Vec<String>),
     Crash,
     Restart,
@@ -333,6 +336,18 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
                 from,
                 to,
                 reset,
+                hold: true,
+            } => {
+                let _ = reset; // validated: never with hold
+                actions.push((from, Action::Hold(hosts.clone())));
+                actions.push((to, Action::Release(hosts)));
+            }
+            FaultPlan::Cut {
+                hosts,
+                from,
+                to,
+                reset,
+                hold: false,
             } => {
                 actions.push((from, Action::Cut(hosts.clone(), reset)));
                 actions.push((to, Action::Heal(hosts)));
@@ -377,6 +392,32 @@ pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, Strin
                         "network".into(),
                         Event::Fault {
                             kind: "cut".into(),
+                            hosts: hosts.clone(),
+                        },
+                    );
+                }
+                Action::Hold(hosts) => {
+                    for h in hosts {
+                        sim.hold(h.as_str(), upstream);
+                    }
+                    tracer.at(
+                        t,
+                        "network".into(),
+                        Event::Fault {
+                            kind: "cut".into(),
+                            hosts: hosts.clone(),
+                        },
+                    );
+                }
+                Action::Release(hosts) => {
+                    for h in hosts {
+                        sim.release(h.as_str(), upstream);
+                    }
+                    tracer.at(
+                        t,
+                        "network".into(),
+                        Event::Fault {
+                            kind: "heal".into(),
                             hosts: hosts.clone(),
                         },
                     );

@@ -150,6 +150,16 @@ fn overlapping_faults_are_refused() {
     assert_one_line_naming(&m, "faults.1", "overlaps");
 }
 
+/// A cut holds packets or resets connections, not both.
+#[test]
+fn cut_cannot_both_hold_and_reset() {
+    let m = error_of(
+        "",
+        &[r#"faults=[{cut="client-1",from="5s",to="9s",hold=true,reset=true}]"#],
+    );
+    assert_one_line_naming(&m, "faults.0.hold", "not both");
+}
+
 /// A zero reconnection time would spin a failing EventSource forever.
 #[test]
 fn zero_sse_reconnection_time_is_refused() {
