@@ -6,8 +6,9 @@
 //! reproduce it exactly, then change one parameter and see what moves.
 //!
 //! What it is: real async code speaking real HTTP/1.1 bytes over simulated TCP,
-//! with latency, jitter, cut-offs and crashes in simulated time. What it is not:
-//! a load tester or a production library. Each mechanism is written to be read.
+//! with latency, jitter, cut-offs, crashes and proxies in simulated time. What it
+//! is not: a load tester or a production library. Each mechanism is written to
+//! be read; WebSocket and webhooks are not here yet.
 //!
 //! ## Map of the crate
 //!
@@ -15,7 +16,9 @@
 //! |---|---|---|
 //! | [`short_polling`] | short polling: server and client | "Short polling" |
 //! | [`long_polling`] | long polling: server and client | "Long polling" |
-//! | [`proxy`] | an HTTP proxy with an idle timeout, between clients and server | "Long polling" |
+//! | [`sse`] | Server-Sent Events: server and EventSource client | "Server-Sent Events" |
+//! | [`event_stream`] | the `text/event-stream` parser, as browsers interpret it | "Server-Sent Events" |
+//! | [`proxy`] | an HTTP proxy between clients and server: idle timeout, buffering | "Long polling", "Server-Sent Events" |
 //! | [`scenario`] | the parameters of a run, from TOML and `--set` | "The sandbox" |
 //! | [`sim`] | hosts on turmoil, the schedule of events and faults, the run loop | "The sandbox" |
 //! | [`http`] | HTTP/1.1 messages on the wire, traced | every chapter |
