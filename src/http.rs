@@ -156,6 +156,14 @@ impl Response {
         find_header(&self.headers, name)
     }
 
+    /// `405`, saying which method the resource takes (RFC 9110 section 15.5.6
+    /// requires the `Allow` header).
+    pub fn method_not_allowed(allow: &str) -> Response {
+        let mut r = Response::error(405, &format!("only {allow}"));
+        r.headers.push(("Allow".into(), allow.into()));
+        r
+    }
+
     /// The head of a response whose body is a stream: no `Content-Length`,
     /// so the body runs until the server closes the connection (RFC 9112
     /// section 6.3, rule 8). The body follows in later writes.
@@ -641,6 +649,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     ) -> io::Result<()> {
         self.send(&response.to_bytes(), response.summary(), events, false)
             .await
+    }
+
+    /// Ends a connection whose peer sent something that is not HTTP: answers
+    /// with the protocol's status when the peer is at fault (400, 431, 413,
+    /// 501), then hangs up. A network failure gets no answer, only a record.
+    pub async fn refuse(mut self, error: &HttpError) {
+        if let Some(status) = error.status() {
+            let _ = self
+                .send_response(&Response::error(status, &error.to_string()), None)
+                .await;
+            return self.close(&format!("sent {status}")).await;
+        }
+        self.abandon(&error.to_string());
     }
 
     /// Closes this end and records why.

@@ -26,11 +26,9 @@
 //! wait for the client's next request: response, request, response, three
 //! transits, the worst case.
 
-use crate::http::{Conn, Request, Response};
+use crate::http::Conn;
 use crate::net::{EventLog, SERVER_PORT};
-use crate::short_polling::{
-    Batch, MAX_EVENTS_PER_ANSWER, PollError, batch_answer, count_events, cursor_of,
-};
+use crate::short_polling::{MAX_EVENTS_PER_ANSWER, PollError, batch_answer, cursor_of, poll_once};
 use crate::sim::{ClientCtx, ServerCtx};
 use crate::trace::Event;
 use std::time::Duration;
@@ -55,15 +53,7 @@ async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, hold: Durati
             Err(_) => return conn.close("idle timeout").await,
             Ok(Ok(None)) => return conn.close("client closed").await,
             Ok(Ok(Some(request))) => request,
-            Ok(Err(e)) => {
-                if let Some(status) = e.status() {
-                    let _ = conn
-                        .send_response(&Response::error(status, &e.to_string()), None)
-                        .await;
-                    return conn.close(&format!("sent {status}")).await;
-                }
-                return conn.abandon(&e.to_string());
-            }
+            Ok(Err(e)) => return conn.refuse(&e).await,
         };
         let after = match cursor_of(&request) {
             Ok(after) => after,
@@ -123,7 +113,8 @@ pub async fn client(ctx: ClientCtx) {
     loop {
         let outcome = timeout(
             params.client_timeout.to_std(),
-            request_once(&ctx, &mut conn, cursor, failures > 0),
+            // The same request as short polling, on a kept-alive connection.
+            poll_once(&ctx, &mut conn, cursor, failures > 0, true),
         )
         .await
         .unwrap_or(Err(PollError::Timeout));
@@ -156,30 +147,4 @@ pub async fn client(ctx: ClientCtx) {
     }
 }
 
-async fn request_once(
-    ctx: &ClientCtx,
-    conn: &mut Option<Conn<TcpStream>>,
-    cursor: u64,
-    retry: bool,
-) -> Result<Batch, PollError> {
-    if conn.is_none() {
-        *conn = Some(ctx.net.connect(&ctx.upstream, SERVER_PORT, retry).await?);
-    }
-    let c = conn.as_mut().expect("just set");
-    let mut request = Request::get(&format!("/updates?after={cursor}"), "server");
-    request
-        .headers
-        .push(("Accept".into(), "application/json".into()));
-    c.send_request(&request, retry).await?;
-    let response = c.read_response(count_events).await?;
-    if response.status != 200 {
-        return Err(PollError::Status(response.status));
-    }
-    if response.header("connection") == Some("close")
-        && let Some(c) = conn.take()
-    {
-        c.close("done").await;
-    }
-    serde_json::from_slice(&response.body).map_err(|_| PollError::BadBody)
-}
 // ANCHOR_END: client

@@ -5,6 +5,7 @@
 //! the lesson is.
 
 use crate::http::{Conn, Loss, Severance};
+use crate::scenario::Span;
 use crate::trace::{Dir, Event, HostTrace};
 use std::cell::RefCell;
 use std::io;
@@ -133,6 +134,25 @@ impl HostNet {
             self.loss.clone(),
         )
         .with_severance(severance))
+    }
+}
+
+/// Runs `f` under a timeout of `limit`; `None` if it ran out. A limit of 0
+/// means no timeout, the scenario files' way of saying "off".
+pub async fn within<T>(limit: Span, f: impl std::future::Future<Output = T>) -> Option<T> {
+    if limit == Span::ZERO {
+        Some(f.await)
+    } else {
+        tokio::time::timeout(limit.to_std(), f).await.ok()
+    }
+}
+
+/// Sleeps for `span`, or forever when it is 0 ("off").
+pub async fn sleep_or_never(span: Span) {
+    if span == Span::ZERO {
+        std::future::pending::<()>().await
+    } else {
+        tokio::time::sleep(span.to_std()).await
     }
 }
 

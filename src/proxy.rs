@@ -24,12 +24,11 @@
 //! responses unless told `proxy_buffering off` (or `X-Accel-Buffering: no`).
 
 use crate::http::{Conn, Framing, Request, Response, strip_hop_by_hop};
-use crate::net::{HostNet, SERVER_PORT};
+use crate::net::{HostNet, SERVER_PORT, within};
 use crate::scenario::{Proxy, ProxyMode, Span};
 use crate::trace::Event;
 use std::future::Future;
 use std::rc::Rc;
-use tokio::time::timeout;
 use turmoil::net::{TcpListener, TcpStream};
 
 /// A mechanism's way of counting the events in an answer.
@@ -61,12 +60,9 @@ enum Wait<T> {
 
 /// Runs `f` under the idle timeout (none when it is 0).
 async fn within_idle<T>(idle: Span, f: impl Future<Output = T>) -> Wait<T> {
-    if idle == Span::ZERO {
-        return Wait::Done(f.await);
-    }
-    match timeout(idle.to_std(), f).await {
-        Ok(v) => Wait::Done(v),
-        Err(_) => Wait::Idle,
+    match within(idle, f).await {
+        Some(v) => Wait::Done(v),
+        None => Wait::Idle,
     }
 }
 
@@ -86,15 +82,10 @@ async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
                 return downstream.close("client closed").await;
             }
             Wait::Done(Err(e)) => {
-                if let Some(status) = e.status() {
-                    let _ = downstream
-                        .send_response(&Response::error(status, &e.to_string()), None)
-                        .await;
-                }
                 if let Some(up) = upstream {
                     up.close("client sent a bad request").await;
                 }
-                return downstream.abandon(&e.to_string());
+                return downstream.refuse(&e).await;
             }
         };
         // What the client asked of *its* connection; `Connection` is

@@ -365,12 +365,3 @@ pub fn delivery_delays_ms(records: &[Record]) -> Vec<f64> {
     }
     delays
 }
-
-/// Counts by key, in key order; used by the lessons to summarise traces.
-pub fn count_by<K: Ord>(items: impl IntoIterator<Item = K>) -> BTreeMap<K, usize> {
-    let mut m = BTreeMap::new();
-    for k in items {
-        *m.entry(k).or_insert(0) += 1;
-    }
-    m
-}

@@ -81,16 +81,8 @@ async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, idle_timeout
             Err(_) => return conn.close("idle timeout").await,
             Ok(Ok(None)) => return conn.close("client closed").await,
             Ok(Ok(Some(request))) => request,
-            Ok(Err(e)) => {
-                if let Some(status) = e.status() {
-                    // The peer's bytes were wrong: say so, then hang up.
-                    let _ = conn
-                        .send_response(&Response::error(status, &e.to_string()), None)
-                        .await;
-                    return conn.close(&format!("sent {status}")).await;
-                }
-                return conn.abandon(&e.to_string());
-            }
+            // The peer's bytes were not HTTP: say so (400, 431...), hang up.
+            Ok(Err(e)) => return conn.refuse(&e).await,
         };
         let (response, events) = answer_poll(&request, &log);
         let keep_open = request.keep_alive() && response.status == 200;
@@ -121,9 +113,7 @@ pub fn cursor_of(request: &Request) -> Result<u64, Response> {
         return Err(Response::error(404, "try GET /updates?after=<id>"));
     }
     if request.method != "GET" {
-        let mut r = Response::error(405, "only GET");
-        r.headers.push(("Allow".into(), "GET".into()));
-        return Err(r);
+        return Err(Response::method_not_allowed("GET"));
     }
     match request.query("after").map(str::parse::<u64>) {
         None => Ok(0),
@@ -170,7 +160,7 @@ pub async fn client(ctx: ClientCtx) {
         // crossed a cut cable never gets an answer, and only a timer notices.
         let outcome = timeout(
             params.request_timeout.to_std(),
-            poll_once(&ctx, &mut conn, cursor, failures > 0),
+            poll_once(&ctx, &mut conn, cursor, failures > 0, params.keep_alive),
         )
         .await
         .unwrap_or(Err(PollError::Timeout));
@@ -209,14 +199,15 @@ pub async fn client(ctx: ClientCtx) {
     }
 }
 
-/// One request and its answer, on the open connection or a new one.
-async fn poll_once(
+/// One request and its answer, on the open connection or a new one. Long
+/// polling sends exactly this request too; only the server's timing differs.
+pub async fn poll_once(
     ctx: &ClientCtx,
     conn: &mut Option<Conn<TcpStream>>,
     cursor: u64,
     retry: bool,
+    keep_alive: bool,
 ) -> Result<Batch, PollError> {
-    let keep_alive = ctx.scenario.short_polling.keep_alive;
     if conn.is_none() {
         *conn = Some(ctx.net.connect(&ctx.upstream, SERVER_PORT, retry).await?);
     }

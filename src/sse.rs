@@ -34,13 +34,12 @@
 
 use crate::event_stream::{Output, Parser};
 use crate::http::{Conn, Framing, Request, Response};
-use crate::net::{AppEvent, SERVER_PORT};
+use crate::net::{AppEvent, SERVER_PORT, sleep_or_never, within};
 use crate::scenario::{Span, SseRefusal};
 use crate::sim::{ClientCtx, ServerCtx};
 use crate::trace::Event;
-use std::future::Future;
 use std::time::Duration;
-use tokio::time::{sleep, timeout};
+use tokio::time::sleep;
 use turmoil::net::{TcpListener, TcpStream};
 
 /// The event type our server gives application events.
@@ -80,14 +79,7 @@ async fn serve_stream(mut conn: Conn<TcpStream>, ctx: ServerCtx) {
     let request = match conn.read_request().await {
         Ok(Some(request)) => request,
         Ok(None) => return conn.close("client closed").await,
-        Err(e) => {
-            if let Some(status) = e.status() {
-                let _ = conn
-                    .send_response(&Response::error(status, &e.to_string()), None)
-                    .await;
-            }
-            return conn.abandon(&e.to_string());
-        }
+        Err(e) => return conn.refuse(&e).await,
     };
     if let Some(refusal) = check_request(&request, &ctx) {
         let _ = conn.send_response(&refusal, None).await;
@@ -170,9 +162,7 @@ fn check_request(request: &Request, ctx: &ServerCtx) -> Option<Response> {
         return Some(Response::error(404, "try GET /stream"));
     }
     if request.method != "GET" {
-        let mut r = Response::error(405, "only GET");
-        r.headers.push(("Allow".into(), "GET".into()));
-        return Some(r);
+        return Some(Response::method_not_allowed("GET"));
     }
     let refuse_after = ctx.scenario.sse.refuse_after;
     let now = Span::from_std(turmoil::sim_elapsed().unwrap_or_default());
@@ -188,14 +178,6 @@ fn check_request(request: &Request, ctx: &ServerCtx) -> Option<Response> {
         }
         SseRefusal::WrongContentType => Response::new(200, "application/json", b"{}".to_vec()),
     })
-}
-
-async fn sleep_or_never(span: Span) {
-    if span == Span::ZERO {
-        std::future::pending::<()>().await
-    } else {
-        sleep(span.to_std()).await
-    }
 }
 
 /// How one connection of an EventSource ended.
@@ -376,13 +358,4 @@ fn check_response(response: &Response) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Runs `f` with a timeout of `limit`, or without one when `limit` is 0.
-async fn within<T>(limit: Span, f: impl Future<Output = T>) -> Option<T> {
-    if limit == Span::ZERO {
-        Some(f.await)
-    } else {
-        timeout(limit.to_std(), f).await.ok()
-    }
 }
