@@ -20,7 +20,7 @@
 
 use crate::diagram::{self, DiagramOptions};
 use crate::report::comparison_table;
-use crate::scenario::{Mechanism, Span};
+use crate::scenario::Span;
 use crate::sim::{self, RunOptions};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -381,20 +381,7 @@ pub fn render_comparison(comparison: &Comparison) -> Result<Vec<(PathBuf, String
     let fail = |e: String| format!("comparison {}: {e}", comparison.name);
     let base = crate::lessons::load(comparison.lesson, &overrides_vec(comparison.overrides))
         .map_err(fail)?;
-    let mut reports = Vec::new();
-    for &mechanism in Mechanism::ALL {
-        let mut scenario = base.clone();
-        scenario.mechanism = mechanism;
-        let outcome = sim::run(
-            &scenario,
-            RunOptions {
-                trace_file: None,
-                keep_records: false,
-            },
-        )
-        .map_err(fail)?;
-        reports.push(outcome.report);
-    }
+    let reports = sim::compare(&base).map_err(fail)?;
     let dir = Path::new(GENERATED_DIR).join(comparison.name);
     Ok(vec![
         (

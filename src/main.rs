@@ -9,7 +9,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use pushpull::diagram::{self, DiagramOptions};
 use pushpull::report::{Report, comparison_table};
-use pushpull::scenario::{Mechanism, Span};
+use pushpull::scenario::Span;
 use pushpull::sim::{self, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -189,19 +189,7 @@ fn execute(cli: Cli) -> Result<(), String> {
         Command::Compare { scenario, params } => {
             warn_if_not_deterministic();
             let base = pushpull::lessons::load(&scenario, &params.overrides())?;
-            let mut reports = Vec::new();
-            for &mechanism in Mechanism::ALL {
-                let mut s = base.clone();
-                s.mechanism = mechanism;
-                let outcome = sim::run(
-                    &s,
-                    RunOptions {
-                        trace_file: None,
-                        keep_records: false,
-                    },
-                )?;
-                reports.push(outcome.report);
-            }
+            let reports = sim::compare(&base)?;
             match params.format {
                 Format::Table => print!("{}", comparison_table(&reports)),
                 Format::Json => println!(

@@ -216,6 +216,23 @@ fn client_software(mechanism: Mechanism, ctx: ClientCtx) -> Pin<Box<dyn Future<O
     }
 }
 
+/// Runs the same scenario (network, workload, faults) under every mechanism,
+/// in `Mechanism::ALL` order: what `pushpull compare` prints.
+pub fn compare(base: &Scenario) -> Result<Vec<Report>, String> {
+    Mechanism::ALL
+        .iter()
+        .map(|&mechanism| {
+            let mut scenario = base.clone();
+            scenario.mechanism = mechanism;
+            let options = RunOptions {
+                trace_file: None,
+                keep_records: false,
+            };
+            run(&scenario, options).map(|outcome| outcome.report)
+        })
+        .collect()
+}
+
 /// Runs `scenario` to the end and reports on it.
 pub fn run(scenario: &Scenario, options: RunOptions) -> Result<RunOutcome, String> {
     scenario.validate().map_err(|e| e.to_string())?;
