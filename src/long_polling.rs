@@ -13,9 +13,9 @@
 //! ```text
 //! HTTP/1.1 200 OK\r\n
 //! Content-Type: application/json\r\n
-//! Content-Length: 109\r\n
+//! Content-Length: 51\r\n
 //! \r\n
-//! {"events":[{"id":4,"data":"event 4 ..."}],"more":false}
+//! {"events":[{"id":4,"data":"event 4"}],"more":false}
 //! ```
 //!
 //! The trade-off: an event reaches a waiting client one network transit after

@@ -1,14 +1,15 @@
 //! The trace: what happened in a run, one record per line, in simulated time.
 //!
 //! Every number in a report is computed from these records, and every picture is
-//! drawn from them. A run writes them as JSON lines (`--trace run.jsonl`):
+//! drawn from them. A run writes them as JSON lines; these are lines of
+//! `pushpull run short_polling --trace run.jsonl`:
 //!
 //! ```text
-//! {"t_us":5000,"host":"client-1","ev":"connect","conn":"client-1:49152>server:80"}
-//! {"t_us":5000,"host":"client-1","ev":"send","conn":"client-1:49152>server:80","dir":"up","seq":1,"what":"GET /updates?after=0","bytes":61}
-//! {"t_us":45000,"host":"server","ev":"recv","conn":"client-1:49152>server:80","dir":"up","seq":1,"what":"GET /updates?after=0","bytes":61}
-//! {"t_us":60000000,"host":"server","ev":"publish","event":1}
-//! {"t_us":60085000,"host":"client-1","ev":"deliver","client":1,"event":1}
+//! {"t_us":3991000,"host":"client-1","ev":"connect","conn":"client-1:32768>server:80"}
+//! {"t_us":3991000,"host":"client-1","ev":"send","conn":"client-1:32768>server:80","dir":"up","seq":1,"what":"GET /updates?after=0","bytes":73}
+//! {"t_us":4034000,"host":"server","ev":"recv","conn":"client-1:32768>server:80","dir":"up","seq":1,"what":"GET /updates?after=0","bytes":73}
+//! {"t_us":30000000,"host":"server","ev":"publish","event":1}
+//! {"t_us":34034000,"host":"client-1","ev":"deliver","client":1,"event":1}
 //! ```
 //!
 //! A message is matched across the network by `(conn, dir, seq)`: the sender and

@@ -276,3 +276,18 @@ fn arbitrary_bytes_never_panic_the_parser() {
         let _ = pushpull::http::parse_response_head(&bytes);
     });
 }
+
+/// The answer shown at the top of `src/long_polling.rs`, byte for byte.
+#[test]
+fn long_polling_doc_answer_is_what_the_server_writes() {
+    let (response, count) = pushpull::short_polling::batch_answer(vec![pushpull::net::AppEvent {
+        id: 4,
+        data: "event 4".into(),
+    }]);
+    assert_eq!(count, 1);
+    assert_eq!(
+        String::from_utf8(response.to_bytes()).unwrap(),
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 51\r\n\r\n\
+         {\"events\":[{\"id\":4,\"data\":\"event 4\"}],\"more\":false}"
+    );
+}
