@@ -11,17 +11,17 @@ mod long_polling;
 mod short_polling;
 mod sse;
 
-use pushpull::sim::{self, RunOptions, RunOutcome};
+use pushpull::run::{self as sim, RunOptions, RunOutcome};
 
 /// Runs a lesson's scenario with `--set`-style overrides, keeping the trace.
 pub fn run(lesson: &str, overrides: &[&str]) -> RunOutcome {
-    let scenario = pushpull::lessons::lesson(lesson, overrides);
+    let scenario = pushpull::scenario::lessons::lesson(lesson, overrides);
     sim::run(&scenario, RunOptions::default()).unwrap_or_else(|e| panic!("{lesson}: {e}"))
 }
 
 /// Every delivery's delay in ms, read straight from the trace (see
-/// `pushpull::report::delivery_delays_ms`: publication to hand-over).
-pub use pushpull::report::delivery_delays_ms;
+/// `pushpull::record::report::delivery_delays_ms`: publication to hand-over).
+pub use pushpull::record::report::delivery_delays_ms;
 
 pub fn mean(values: &[f64]) -> f64 {
     assert!(!values.is_empty(), "no values to average");

@@ -3,7 +3,7 @@
 //!     cargo test --test lessons long_polling
 
 use crate::{delivery_delays_ms, run};
-use pushpull::trace::{Dir, Event, Record};
+use pushpull::record::trace::{Dir, Event, Record};
 
 // ANCHOR: fewer_requests
 /// "More efficient than short polling": the same events over the same network

@@ -3,7 +3,7 @@
 //!     cargo test --test lessons short_polling
 
 use crate::{delivery_delays_ms, mean, run};
-use pushpull::trace::Event;
+use pushpull::record::trace::Event;
 
 // ANCHOR: mostly_empty
 /// The seed notes: "99% of requests may return empty data". With an event a

@@ -4,14 +4,16 @@
 //!     cargo test --test lessons sse
 
 use crate::{delivery_delays_ms, run};
-use pushpull::trace::{Dir, Event, Record};
+use pushpull::record::trace::{Dir, Event, Record};
 
 /// The ids client `client` delivered, in delivery order.
 fn delivered_ids(records: &[Record], client: u32) -> Vec<u64> {
     records
         .iter()
         .filter_map(|r| match r.event {
-            Event::Deliver { client: c, event } if c == client => Some(event),
+            Event::Deliver {
+                client: c, event, ..
+            } if c == client => Some(event),
             _ => None,
         })
         .collect()
@@ -238,7 +240,7 @@ fn sse_streams_a_long_response_piece_by_piece() {
         ]
         .concat(),
     );
-    let worst = |o: &pushpull::sim::RunOutcome| o.report.latency_ms.max.unwrap();
+    let worst = |o: &pushpull::run::RunOutcome| o.report.latency_ms.max.unwrap();
     println!(
         "worst piece delay: sse {} ms, long polling {} ms, short polling {} ms",
         worst(&sse),

@@ -2,11 +2,11 @@
 //! in a new process, and (via the pinned hash in the lesson snapshot, which CI
 //! checks in both debug and release builds) across build profiles.
 
-use pushpull::sim::{self, RunOptions};
+use pushpull::run::{self as sim, RunOptions};
 use std::process::Command;
 
 fn hash_of(lesson: &str, sets: &[&str]) -> String {
-    let scenario = pushpull::lessons::lesson(lesson, sets);
+    let scenario = pushpull::scenario::lessons::lesson(lesson, sets);
     sim::run(&scenario, RunOptions::default())
         .unwrap()
         .report

@@ -3,15 +3,23 @@
 //! Run: cargo test --test diagram
 
 use proptest::prelude::*;
-use pushpull::diagram::{DiagramOptions, render};
+use pushpull::record::diagram::{DiagramOptions, render};
+use pushpull::record::trace::{CutKind, Dir, Ending, Event, Kind, Record, Role};
 use pushpull::scenario::Span;
-use pushpull::trace::{Dir, Event, Record};
 
 fn rec(t_ms: u64, host: &str, event: Event) -> Record {
     Record {
         t_us: t_ms * 1000,
         host: host.to_string(),
         event,
+    }
+}
+
+/// Requests go up, answers come down (in these hand-made traces).
+fn kind_of(dir: Dir) -> Kind {
+    match dir {
+        Dir::Up => Kind::Request,
+        Dir::Down => Kind::Response,
     }
 }
 
@@ -23,9 +31,11 @@ fn send(t_ms: u64, host: &str, conn: &str, dir: Dir, seq: u32, what: &str) -> Re
             conn: conn.into(),
             dir,
             seq,
+            kind: kind_of(dir),
             what: what.into(),
             bytes: 73,
             events: None,
+            reply_to: None,
             lost: false,
             retry: false,
         },
@@ -40,9 +50,11 @@ fn answer(t_ms: u64, conn: &str, seq: u32, events: u32) -> Record {
             conn: conn.into(),
             dir: Dir::Down,
             seq,
+            kind: Kind::Response,
             what: "200 OK".into(),
             bytes: 97,
             events: Some(events),
+            reply_to: Some(seq),
             lost: false,
             retry: false,
         },
@@ -57,9 +69,9 @@ fn recv(t_ms: u64, host: &str, conn: &str, dir: Dir, seq: u32, what: &str) -> Re
             conn: conn.into(),
             dir,
             seq,
+            kind: kind_of(dir),
             what: what.into(),
             bytes: 73,
-            events: None,
         },
     )
 }
@@ -323,13 +335,22 @@ fn the_window_scale_is_linear_from_its_start() {
 
 #[test]
 fn hosts_are_ordered_clients_middle_server() {
-    let host = |h: &str, t: u64| rec(t, h, Event::Publish { event: t });
+    let host = |h: &str, role: Role| {
+        rec(
+            0,
+            h,
+            Event::Host {
+                role,
+                clients: Vec::new(),
+            },
+        )
+    };
     let records = vec![
-        host("server", 1),
-        host("client-10", 2),
-        host("proxy", 3),
-        host("client-2", 4),
-        host("network", 5),
+        host("server", Role::Server),
+        host("client-10", Role::Client),
+        host("proxy", Role::Proxy),
+        host("client-2", Role::Client),
+        rec(5, "network", Event::Publish { event: 1 }),
     ];
     let svg = render(&records, &whole_run());
     // Each host's name box is drawn twice, top and bottom; take the first.
@@ -345,26 +366,20 @@ fn hosts_are_ordered_clients_middle_server() {
 
 #[test]
 fn faults_shade_lifelines_up_to_the_window_edge() {
-    let fault = |t: u64, kind: &str, host: &str| {
-        rec(
-            t,
-            if kind == "cut" || kind == "heal" {
-                "network"
-            } else {
-                host
-            },
-            Event::Fault {
-                kind: kind.into(),
-                hosts: vec![host.into()],
-            },
-        )
-    };
+    let hosts = vec!["client-1".to_string()];
     let records = vec![
         send(1000, "client-1", C1, Dir::Up, 1, "GET /a"),
         recv(1040, "server", C1, Dir::Up, 1, "GET /a"),
-        fault(2000, "cut", "client-1"),
-        fault(4000, "heal", "client-1"),
-        fault(5000, "crash", "server"),
+        rec(
+            2000,
+            "network",
+            Event::Cut {
+                hosts: hosts.clone(),
+                how: CutKind::Silent,
+            },
+        ),
+        rec(4000, "network", Event::Heal { hosts }),
+        rec(5000, "server", Event::Crash),
         // No restart: shaded to the end.
     ];
     let svg = render(&records, &window(0, 8000));
@@ -372,7 +387,7 @@ fn faults_shade_lifelines_up_to_the_window_edge() {
     assert!(svg.contains(">cut off</text>"));
     assert!(svg.contains(">healed</text>"));
     assert!(svg.contains(">crashed</text>"));
-    assert!(svg.contains("client-1 cut off from the server from 2000 ms to 4000 ms (2000 ms)"));
+    assert!(svg.contains("client-1 cut off (packets dropped) from 2000 ms to 4000 ms (2000 ms)"));
     assert!(svg.contains("server crashed from 5000 ms, not restarted by the end of the trace"));
     // A window that starts inside the cut still shades it.
     let inside = render(&records, &window(3000, 3500));
@@ -398,6 +413,7 @@ fn events_connections_and_errors_are_marked_with_tooltips() {
             Event::Deliver {
                 client: 1,
                 event: 3,
+                latency_us: 500_000,
             },
         ),
         rec(
@@ -405,6 +421,7 @@ fn events_connections_and_errors_are_marked_with_tooltips() {
             "client-1",
             Event::Close {
                 conn: C1.into(),
+                ending: Ending::Closed,
                 reason: "done".into(),
             },
         ),
@@ -457,12 +474,12 @@ fn text_from_the_trace_is_escaped() {
 
 #[test]
 fn rendering_is_deterministic() {
-    let scenario = pushpull::lessons::lesson(
+    let scenario = pushpull::scenario::lessons::lesson(
         "short_polling",
         &[r#"faults=[{cut="client-1",from="60s",to="80s"}]"#],
     );
     let run = || {
-        pushpull::sim::run(&scenario, pushpull::sim::RunOptions::default())
+        pushpull::run::run(&scenario, pushpull::run::RunOptions::default())
             .expect("the lesson runs")
             .records
     };
@@ -505,9 +522,11 @@ fn arb_event() -> impl Strategy<Value = Event> {
                 conn,
                 dir,
                 seq,
+                kind: kind_of(dir),
                 what: "GET /x".into(),
                 bytes: 10,
                 events,
+                reply_to: (dir == Dir::Down).then_some(seq),
                 lost,
                 retry: false,
             }),
@@ -515,12 +534,18 @@ fn arb_event() -> impl Strategy<Value = Event> {
             conn,
             dir,
             seq,
+            kind: kind_of(dir),
             what: "200 OK".into(),
             bytes: 10,
-            events: Some(1),
         }),
         (0u64..4).prop_map(|event| Event::Publish { event }),
-        (0u32..4, 0u64..4).prop_map(|(client, event)| Event::Deliver { client, event }),
+        (0u32..4, 0u64..4, 0u64..2_000_000).prop_map(|(client, event, latency_us)| {
+            Event::Deliver {
+                client,
+                event,
+                latency_us,
+            }
+        }),
         conn.clone().prop_map(|conn| Event::Connect {
             conn,
             reconnect: true
@@ -528,6 +553,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
         conn.clone().prop_map(|conn| Event::Accept { conn }),
         conn.clone().prop_map(|conn| Event::Close {
             conn,
+            ending: Ending::Failed,
             reason: "x".into()
         }),
         Just(Event::ConnectFailed {
@@ -544,19 +570,23 @@ fn arb_event() -> impl Strategy<Value = Event> {
             reason: "idle".into()
         }),
         (
+            host_list.clone(),
             prop_oneof![
-                Just("cut"),
-                Just("heal"),
-                Just("crash"),
-                Just("restart"),
-                Just("?")
-            ],
-            host_list
+                Just(CutKind::Silent),
+                Just(CutKind::Hold),
+                Just(CutKind::Reset)
+            ]
         )
-            .prop_map(|(kind, hosts)| Event::Fault {
-                kind: kind.into(),
-                hosts
-            }),
+            .prop_map(|(hosts, how)| Event::Cut { hosts, how }),
+        host_list.prop_map(|hosts| Event::Heal { hosts }),
+        Just(Event::Crash),
+        Just(Event::Restart),
+        prop_oneof![Just(Role::Client), Just(Role::Proxy), Just(Role::Server)].prop_map(|role| {
+            Event::Host {
+                role,
+                clients: vec![1],
+            }
+        }),
     ]
 }
 

@@ -1,56 +1,17 @@
 //! The short-polling server on the simulated wire: exact bytes in, exact
 //! bytes out, and a protocol error (never a panic) for bytes that are not HTTP.
 
-use pushpull::http::{Conn, HttpError, Loss};
-use pushpull::net::{EventLog, HostNet, SERVER_PORT};
-use pushpull::report::Metrics;
-use pushpull::scenario::Scenario;
-use pushpull::sim::ServerCtx;
-use pushpull::trace::{Dir, Tracer};
-use std::rc::Rc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+mod support;
+
+use pushpull::record::trace::Dir;
+use pushpull::scenario::Mechanism;
+use pushpull::world::http_conn::ReadError;
+use support::{scripted_conn, server_answer};
 
 /// Sends `request` as raw bytes to a short-polling server holding two events
 /// and returns everything the server sent back before closing or going quiet.
 fn exchange(request: &[u8]) -> String {
-    let mut sim = turmoil::Builder::new()
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(1))
-        .build();
-    let tracer = Tracer::new(None, false, Metrics::new(1));
-    let log = EventLog::default();
-    log.append("first".into());
-    log.append("second".into());
-    let ctx = ServerCtx {
-        net: HostNet {
-            trace: tracer.on("server"),
-            loss: Loss::none(),
-            switchboard: Default::default(),
-        },
-        log,
-        scenario: Rc::new(Scenario::default()),
-    };
-    sim.host("server", move || {
-        pushpull::short_polling::server(ctx.clone())
-    });
-    let request = request.to_vec();
-    let answer = Rc::new(std::cell::RefCell::new(Vec::new()));
-    let sink = answer.clone();
-    sim.client("client-1", async move {
-        let mut s = turmoil::net::TcpStream::connect(("server", SERVER_PORT)).await?;
-        s.write_all(&request).await?;
-        let mut buf = vec![0u8; 65536];
-        loop {
-            match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
-                Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                Ok(Ok(n)) => sink.borrow_mut().extend_from_slice(&buf[..n]),
-            }
-        }
-        Ok(())
-    });
-    sim.run().unwrap();
-    String::from_utf8_lossy(&answer.borrow()).into_owned()
+    server_answer(Mechanism::ShortPolling, &[], &["first", "second"], request)
 }
 
 /// A well-formed poll gets the events after the cursor, with exact framing.
@@ -177,7 +138,7 @@ fn two_host_headers_get_400_even_in_http10() {
 /// A 204 carries no Content-Length (RFC 9110 section 8.6).
 #[test]
 fn no_content_answers_have_no_content_length() {
-    let mut r = pushpull::http::Response::new(204, "text/plain", Vec::new());
+    let mut r = pushpull::wire::http::Response::new(204, "text/plain", Vec::new());
     r.headers.clear();
     assert_eq!(r.to_bytes(), b"HTTP/1.1 204 No Content\r\n\r\n");
 }
@@ -191,7 +152,7 @@ fn hop_by_hop_headers_are_stripped() {
         ("X-Hop".to_string(), "1".to_string()),
         ("Keep-Alive".to_string(), "timeout=5".to_string()),
     ];
-    pushpull::http::strip_hop_by_hop(&mut headers);
+    pushpull::wire::http::strip_hop_by_hop(&mut headers);
     assert_eq!(headers, vec![("Host".to_string(), "server".to_string())]);
 }
 
@@ -200,17 +161,6 @@ fn hop_by_hop_headers_are_stripped() {
 fn http10_request_is_answered_and_closed() {
     let answer = exchange(b"GET /updates?after=2 HTTP/1.0\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-}
-
-fn mock_conn(stream: tokio_test::io::Mock) -> Conn<tokio_test::io::Mock> {
-    let tracer = Tracer::new(None, false, Metrics::new(1));
-    Conn::new(
-        stream,
-        "test".into(),
-        Dir::Down,
-        tracer.on("server"),
-        Loss::none(),
-    )
 }
 
 /// A request split across many reads (as TCP may deliver it) parses the same.
@@ -223,7 +173,7 @@ async fn request_split_across_reads_parses() {
         .read(b"st: server\r\n\r")
         .read(b"\n")
         .build();
-    let mut conn = mock_conn(stream);
+    let mut conn = scripted_conn(stream, Dir::Down);
     let request = conn.read_request().await.unwrap().unwrap();
     assert_eq!(request.target, "/updates?after=7");
     assert_eq!(request.query("after"), Some("7"));
@@ -241,15 +191,8 @@ async fn close_delimited_response_and_interim_answers() {
         .read(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"events\"")
         .read(b":[],\"more\":false}")
         .build();
-    let tracer = Tracer::new(None, false, Metrics::new(1));
-    let mut conn = Conn::new(
-        stream,
-        "test".into(),
-        Dir::Up,
-        tracer.on("client-1"),
-        Loss::none(),
-    );
-    let response = conn.read_response(|_| None).await.unwrap();
+    let mut conn = scripted_conn(stream, Dir::Up);
+    let response = conn.read_response().await.unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.body, b"{\"events\":[],\"more\":false}");
 }
@@ -260,10 +203,10 @@ async fn close_mid_head_is_unexpected_eof() {
     let stream = tokio_test::io::Builder::new()
         .read(b"GET /updates HTTP/1.1\r\nHo")
         .build();
-    let mut conn = mock_conn(stream);
+    let mut conn = scripted_conn(stream, Dir::Down);
     assert!(matches!(
         conn.read_request().await,
-        Err(HttpError::UnexpectedEof)
+        Err(ReadError::ClosedMidMessage)
     ));
 }
 
@@ -272,22 +215,37 @@ async fn close_mid_head_is_unexpected_eof() {
 fn arbitrary_bytes_never_panic_the_parser() {
     use proptest::prelude::*;
     proptest!(|(bytes in proptest::collection::vec(any::<u8>(), 0..2000))| {
-        let _ = pushpull::http::parse_request_head(&bytes);
-        let _ = pushpull::http::parse_response_head(&bytes);
+        let _ = pushpull::wire::http::parse_request_head(&bytes);
+        let _ = pushpull::wire::http::parse_response_head(&bytes);
     });
 }
 
-/// The answer shown at the top of `src/long_polling.rs`, byte for byte.
+/// The answer shown at the top of `src/mechanisms/long_polling.rs`, byte for byte.
 #[test]
 fn long_polling_doc_answer_is_what_the_server_writes() {
-    let (response, count) = pushpull::short_polling::batch_answer(vec![pushpull::net::AppEvent {
-        id: 4,
-        data: "event 4".into(),
-    }]);
+    let (response, count) = pushpull::mechanisms::short_polling::batch_answer(vec![
+        pushpull::world::event_log::AppEvent {
+            id: 4,
+            data: "event 4".into(),
+        },
+    ]);
     assert_eq!(count, 1);
     assert_eq!(
         String::from_utf8(response.to_bytes()).unwrap(),
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 51\r\n\r\n\
          {\"events\":[{\"id\":4,\"data\":\"event 4\"}],\"more\":false}"
+    );
+}
+
+/// The empty answer shown at the top of `src/wire/http.rs` and
+/// `src/mechanisms/short_polling.rs`, byte for byte.
+#[test]
+fn http_doc_answer_is_what_the_server_writes() {
+    let (response, count) = pushpull::mechanisms::short_polling::batch_answer(Vec::new());
+    assert_eq!(count, 0);
+    assert_eq!(
+        String::from_utf8(response.to_bytes()).unwrap(),
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n\
+         {\"events\":[],\"more\":false}"
     );
 }

@@ -1,11 +1,11 @@
 //! The proxy as a piece of the sandbox: what it forwards, when it cuts, and
 //! what it does when the server behind it closes idle connections.
 
-use pushpull::sim::{self, RunOptions};
-use pushpull::trace::{Dir, Event};
+use pushpull::record::trace::{Dir, Event};
+use pushpull::run::{self as sim, RunOptions};
 
 fn run(lesson: &str, sets: &[&str]) -> sim::RunOutcome {
-    let scenario = pushpull::lessons::lesson(lesson, sets);
+    let scenario = pushpull::scenario::lessons::lesson(lesson, sets);
     sim::run(&scenario, RunOptions::default()).unwrap()
 }
 

@@ -1,10 +1,10 @@
 //! Bad scenarios fail with one message that names the field and what is allowed.
 
-use pushpull::scenario::{Scenario, Span};
+use pushpull::scenario::{Plan, Span};
 
 fn error_of(toml: &str, sets: &[&str]) -> String {
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    match Scenario::from_toml(toml, &sets) {
+    match Plan::from_toml(toml, &sets) {
         Ok(_) => panic!("expected an error for {toml:?} {sets:?}"),
         Err(e) => e.to_string(),
     }
@@ -81,7 +81,7 @@ fn not_toml_is_reported_with_its_line() {
 /// `--set` reaches every kind of value: durations, numbers, booleans, tables.
 #[test]
 fn set_overrides_apply_in_order() {
-    let s = Scenario::from_toml(
+    let s = Plan::from_toml(
         "",
         &[
             "network.latency=80ms".into(),
@@ -92,7 +92,8 @@ fn set_overrides_apply_in_order() {
             "seed=10".into(),
         ],
     )
-    .unwrap();
+    .unwrap()
+    .scenario;
     assert_eq!(s.network.latency, Span::from_millis(80));
     assert_eq!(s.short_polling.interval, Span::from_secs(2));
     assert!(!s.short_polling.keep_alive);
@@ -116,11 +117,12 @@ fn durations_parse_and_print() {
 /// `--set workload.events.rate=...` switches a lesson from `every` to `rate`.
 #[test]
 fn setting_one_kind_of_event_schedule_replaces_the_other() {
-    let s = Scenario::from_toml(
+    let s = Plan::from_toml(
         "[workload]\nevents = { every = \"60s\", start = \"5s\" }\n",
         &["workload.events.rate=2.0".into()],
     )
-    .unwrap();
+    .unwrap()
+    .scenario;
     assert_eq!(s.workload.events.rate, Some(2.0));
     assert_eq!(s.workload.events.every, None);
     assert_eq!(s.workload.events.start, Span::from_secs(5));
@@ -129,8 +131,8 @@ fn setting_one_kind_of_event_schedule_replaces_the_other() {
 /// Every lesson file loads.
 #[test]
 fn every_lesson_loads() {
-    for (name, text) in pushpull::lessons::LESSONS {
-        Scenario::from_toml(text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for (name, text) in pushpull::scenario::lessons::LESSONS {
+        Plan::from_toml(text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
 
@@ -178,4 +180,24 @@ fn each_network_field_is_named_on_its_own() {
 fn more_clients_than_a_proxy_has_ports_is_refused() {
     let m = error_of("", &["workload.clients=30000", "proxy.enabled=true"]);
     assert_one_line_naming(&m, "workload.clients", "connections at once");
+}
+
+/// All `--set`s are applied before anything is checked, so their order does
+/// not matter: the book's `hold=55s` then `client_timeout=60s` works, and so
+/// does the reverse.
+#[test]
+fn set_order_does_not_matter() {
+    let text = pushpull::scenario::lessons::LESSONS
+        .iter()
+        .find(|(name, _)| *name == "long_polling")
+        .unwrap()
+        .1;
+    for sets in [
+        ["long_polling.hold=55s", "long_polling.client_timeout=60s"],
+        ["long_polling.client_timeout=60s", "long_polling.hold=55s"],
+    ] {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let plan = Plan::from_toml(text, &sets).unwrap_or_else(|e| panic!("{sets:?}: {e}"));
+        assert_eq!(plan.scenario.long_polling.hold, Span::from_secs(55));
+    }
 }

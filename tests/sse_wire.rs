@@ -1,58 +1,21 @@
 //! SSE on the wire: the server's exact bytes, replay from `Last-Event-ID`, the
 //! `gap` event, and the client side reading a stream that arrives in pieces.
 
-use pushpull::event_stream::{Output, Parser};
-use pushpull::http::{Conn, Framing, Loss};
-use pushpull::net::{EventLog, HostNet, SERVER_PORT};
-use pushpull::report::Metrics;
-use pushpull::scenario::Scenario;
-use pushpull::sim::ServerCtx;
-use pushpull::trace::{Dir, Tracer};
-use std::rc::Rc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+mod support;
+
+use pushpull::record::trace::Dir;
+use pushpull::scenario::Mechanism;
+use pushpull::wire::event_stream::{Output, Parser};
+use pushpull::wire::http::Framing;
+use pushpull::world::http_conn::StreamBody;
+use support::{scripted_conn, server_answer};
 
 /// Sends `request` to an SSE server whose log holds `events` events and returns
 /// what it streamed in the first simulated second.
 fn stream_bytes(request: &[u8], events: u64, sets: &[&str]) -> String {
-    let mut sim = turmoil::Builder::new()
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(1))
-        .build();
-    let tracer = Tracer::new(None, false, Metrics::new(1));
-    let log = EventLog::default();
-    for id in 1..=events {
-        log.append(format!("e{id}"));
-    }
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    let scenario = Scenario::from_toml("mechanism = \"sse\"", &sets).unwrap();
-    let ctx = ServerCtx {
-        net: HostNet {
-            trace: tracer.on("server"),
-            loss: Loss::none(),
-            switchboard: Default::default(),
-        },
-        log,
-        scenario: Rc::new(scenario),
-    };
-    sim.host("server", move || pushpull::sse::server(ctx.clone()));
-    let request = request.to_vec();
-    let answer = Rc::new(std::cell::RefCell::new(Vec::new()));
-    let sink = answer.clone();
-    sim.client("client-1", async move {
-        let mut s = turmoil::net::TcpStream::connect(("server", SERVER_PORT)).await?;
-        s.write_all(&request).await?;
-        let mut buf = vec![0u8; 65536];
-        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
-            if n == 0 {
-                break;
-            }
-            sink.borrow_mut().extend_from_slice(&buf[..n]);
-        }
-        Ok(())
-    });
-    sim.run().unwrap();
-    String::from_utf8_lossy(&answer.borrow()).into_owned()
+    let names: Vec<String> = (1..=events).map(|id| format!("e{id}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    server_answer(Mechanism::Sse, sets, &names, request)
 }
 
 /// The head, then every event as an `id` / `event` / `data` block.
@@ -100,13 +63,13 @@ fn sse_server_says_gap_when_history_is_too_short() {
 /// A payload longer than 40 bytes goes out as several `data` lines.
 #[test]
 fn sse_server_splits_long_payloads_into_data_lines() {
-    let block = pushpull::sse::event_block(&pushpull::net::AppEvent {
+    let block = pushpull::mechanisms::sse::event_block(&pushpull::world::event_log::AppEvent {
         id: 9,
         data: "x".repeat(90),
     });
     let text = String::from_utf8(block).unwrap();
     assert_eq!(text.matches("data: ").count(), 3);
-    let events = pushpull::event_stream::decode_all(text.as_bytes());
+    let events = pushpull::wire::event_stream::decode_all(text.as_bytes());
     assert!(
         matches!(&events[0], Output::Event(e) if e.data == "x".repeat(40) + "\n" + &"x".repeat(40) + "\n" + &"x".repeat(10))
     );
@@ -137,20 +100,14 @@ async fn sse_client_reads_a_stream_split_across_reads() {
         .read(b"\n: heartbeat\n\nretry: 50")
         .read(b"0\n\nid: 2\ndata: b\n\n")
         .build();
-    let tracer = Tracer::new(None, false, Metrics::new(1));
-    let mut conn = Conn::new(
-        stream,
-        "test".into(),
-        Dir::Up,
-        tracer.on("client-1"),
-        Loss::none(),
-    );
-    let (response, framing) = conn.read_response_start(|_| None).await.unwrap();
+    let mut conn = scripted_conn(stream, Dir::Up);
+    let (response, framing) = conn.read_response_start().await.unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(framing, Framing::UntilClose);
     let mut parser = Parser::new();
     let mut outputs = Vec::new();
-    while let Some((bytes, _blocks)) = conn.read_stream().await.unwrap() {
+    let mut body = StreamBody::default();
+    while let Some((bytes, _blocks)) = body.next(&mut conn).await.unwrap() {
         outputs.extend(parser.feed(&bytes));
     }
     let text: Vec<String> = outputs

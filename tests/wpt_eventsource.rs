@@ -49,7 +49,7 @@
 //! - submissions/MOSQUITO/accept-header-*, user-agent-announce-connection: request headers.
 
 use proptest::prelude::*;
-use pushpull::event_stream::{Dispatched, Output, Parser, decode_all};
+use pushpull::wire::event_stream::{Dispatched, Output, Parser, decode_all};
 
 // ---------------------------------------------------------------------------
 // Expected outputs

@@ -26,14 +26,16 @@
 //! wait for the client's next request: response, request, response, three
 //! transits, the worst case.
 
-use crate::http::Conn;
-use crate::net::{EventLog, SERVER_PORT};
-use crate::short_polling::{MAX_EVENTS_PER_ANSWER, PollError, batch_answer, cursor_of, poll_once};
-use crate::sim::{ClientCtx, ServerCtx};
-use crate::trace::Event;
+use crate::mechanisms::short_polling::{
+    MAX_EVENTS_PER_ANSWER, Poll, PollError, batch_answer, cursor_of, poll_once,
+};
+use crate::world::conn::Attempt;
+use crate::world::context::{ClientCtx, ServerCtx};
+use crate::world::event_log::EventLog;
+use crate::world::network::{SERVER_PORT, TcpConn};
 use std::time::Duration;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
-use turmoil::net::{TcpListener, TcpStream};
+use turmoil::net::TcpListener;
 
 // ANCHOR: server
 pub async fn server(ctx: ServerCtx) -> turmoil::Result {
@@ -45,7 +47,7 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
     }
 }
 
-async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, hold: Duration) {
+async fn serve_connection(mut conn: TcpConn, log: EventLog, hold: Duration) {
     loop {
         // Between requests a long-polling client is never idle for long (it
         // re-requests at once), so a quiet connection is a vanished client.
@@ -53,7 +55,7 @@ async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, hold: Durati
             Err(_) => return conn.close("idle timeout").await,
             Ok(Ok(None)) => return conn.close("client closed").await,
             Ok(Ok(Some(request))) => request,
-            Ok(Err(e)) => return conn.refuse(&e).await,
+            Ok(Err(e)) => return conn.reject(&e).await,
         };
         let after = match cursor_of(&request) {
             Ok(after) => after,
@@ -86,12 +88,12 @@ async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, hold: Durati
                 // ask again at once. Proxies and browsers see a live request.
                 _ = sleep_until(deadline) => break Vec::new(),
                 // The client hung up while we held its request: stop holding.
-                _ = conn.peer_closed() => return conn.close("client closed while held").await,
+                _ = conn.until_peer_closes() => return conn.close("client closed while held").await,
             }
         };
         let (response, count) = batch_answer(events);
         if conn.send_response(&response, Some(count)).await.is_err() {
-            return conn.abandon("write failed");
+            return conn.fail("write failed");
         }
         if !request.keep_alive() {
             return conn.close("done").await;
@@ -107,14 +109,19 @@ pub async fn client(ctx: ClientCtx) {
     // published while it was between two requests are simply "after" it, and
     // the next request collects them.
     let mut cursor = 0;
-    let mut conn: Option<Conn<TcpStream>> = None;
+    let mut conn: Option<TcpConn> = None;
     let mut failures = 0u32;
     ctx.wait_to_join().await;
     loop {
+        // The same request as short polling, on a kept-alive connection.
+        let poll = Poll {
+            after: cursor,
+            attempt: Attempt::after_failures(failures),
+            keep_alive: true,
+        };
         let outcome = timeout(
             params.client_timeout.to_std(),
-            // The same request as short polling, on a kept-alive connection.
-            poll_once(&ctx, &mut conn, cursor, failures > 0, true),
+            poll_once(&ctx, &mut conn, poll),
         )
         .await
         .unwrap_or(Err(PollError::Timeout));
@@ -131,12 +138,9 @@ pub async fn client(ctx: ClientCtx) {
                 // holds a request of ours to answer the next event with.
             }
             Err(error) => {
-                ctx.net.trace.record(Event::Error {
-                    client: ctx.id,
-                    what: error.to_string(),
-                });
+                ctx.report_error(error.to_string());
                 if let Some(c) = conn.take() {
-                    c.abandon(&error.to_string());
+                    c.fail(&error.to_string());
                 }
                 failures += 1;
                 // Back off: re-requesting at once against a server that is

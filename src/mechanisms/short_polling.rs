@@ -27,14 +27,16 @@
 //! here: a cursor so no event is missed or repeated, a timeout on every
 //! request, and exponential backoff so a server that is down is not hammered.
 
-use crate::http::{Conn, HttpError, Request, Response};
-use crate::net::{AppEvent, EventLog, SERVER_PORT};
-use crate::sim::{ClientCtx, ServerCtx};
-use crate::trace::Event;
+use crate::wire::http::{Request, Response};
+use crate::world::conn::Attempt;
+use crate::world::context::{ClientCtx, ServerCtx};
+use crate::world::event_log::{AppEvent, EventLog};
+use crate::world::http_conn::ReadError;
+use crate::world::network::{SERVER_PORT, TcpConn};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
-use turmoil::net::{TcpListener, TcpStream};
+use turmoil::net::TcpListener;
 
 /// At most this many events go in one answer; the client asks again at once
 /// when `more` says there are others (so a client back from a long outage
@@ -73,7 +75,7 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
 
 /// Answers the polls that arrive on one connection, until the client closes
 /// it, goes quiet for `idle_timeout`, or sends something that is not HTTP.
-async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, idle_timeout: Duration) {
+async fn serve_connection(mut conn: TcpConn, log: EventLog, idle_timeout: Duration) {
     loop {
         let request = match timeout(idle_timeout, conn.read_request()).await {
             // Servers close idle keep-alive connections so that clients that
@@ -82,12 +84,12 @@ async fn serve_connection(mut conn: Conn<TcpStream>, log: EventLog, idle_timeout
             Ok(Ok(None)) => return conn.close("client closed").await,
             Ok(Ok(Some(request))) => request,
             // The peer's bytes were not HTTP: say so (400, 431...), hang up.
-            Ok(Err(e)) => return conn.refuse(&e).await,
+            Ok(Err(e)) => return conn.reject(&e).await,
         };
         let (response, events) = answer_poll(&request, &log);
         let keep_open = request.keep_alive() && response.status == 200;
         if conn.send_response(&response, events).await.is_err() {
-            return conn.abandon("write failed");
+            return conn.fail("write failed");
         }
         if !keep_open {
             return conn.close("done").await;
@@ -151,16 +153,21 @@ pub async fn client(ctx: ClientCtx) {
     // client's state that matters: with it, no outage can lose an event and no
     // retry can deliver one twice.
     let mut cursor = 0;
-    let mut conn: Option<Conn<TcpStream>> = None;
+    let mut conn: Option<TcpConn> = None;
     let mut failures = 0u32;
     ctx.wait_to_join().await;
     loop {
         let started = Instant::now();
+        let poll = Poll {
+            after: cursor,
+            attempt: Attempt::after_failures(failures),
+            keep_alive: params.keep_alive,
+        };
         // The timeout covers connecting, sending and reading: a request that
         // crossed a cut cable never gets an answer, and only a timer notices.
         let outcome = timeout(
             params.request_timeout.to_std(),
-            poll_once(&ctx, &mut conn, cursor, failures > 0, params.keep_alive),
+            poll_once(&ctx, &mut conn, poll),
         )
         .await
         .unwrap_or(Err(PollError::Timeout));
@@ -184,13 +191,10 @@ pub async fn client(ctx: ClientCtx) {
                 sleep_until(started + params.interval.to_std()).await;
             }
             Err(error) => {
-                ctx.net.trace.record(Event::Error {
-                    client: ctx.id,
-                    what: error.to_string(),
-                });
+                ctx.report_error(error.to_string());
                 // Whatever state the connection is in, it cannot be trusted.
                 if let Some(c) = conn.take() {
-                    c.abandon(&error.to_string());
+                    c.fail(&error.to_string());
                 }
                 failures += 1;
                 sleep(ctx.backoff(failures, params.backoff_initial, params.backoff_max)).await;
@@ -199,33 +203,46 @@ pub async fn client(ctx: ClientCtx) {
     }
 }
 
+/// One poll: "anything after event `after`?"
+pub struct Poll {
+    /// The client's cursor: the last event id it has.
+    pub after: u64,
+    /// A retry after a failure, or a first try.
+    pub attempt: Attempt,
+    /// Keep the connection open for the next poll (HTTP/1.1's default), or
+    /// ask the server to close it (`Connection: close`).
+    pub keep_alive: bool,
+}
+
 /// One request and its answer, on the open connection or a new one. Long
 /// polling sends exactly this request too; only the server's timing differs.
 pub async fn poll_once(
     ctx: &ClientCtx,
-    conn: &mut Option<Conn<TcpStream>>,
-    cursor: u64,
-    retry: bool,
-    keep_alive: bool,
+    conn: &mut Option<TcpConn>,
+    poll: Poll,
 ) -> Result<Batch, PollError> {
     if conn.is_none() {
-        *conn = Some(ctx.net.connect(&ctx.upstream, SERVER_PORT, retry).await?);
+        *conn = Some(
+            ctx.net
+                .connect(&ctx.upstream, SERVER_PORT, poll.attempt)
+                .await?,
+        );
     }
     let c = conn.as_mut().expect("just set");
-    let mut request = Request::get(&format!("/updates?after={cursor}"), "server");
+    let mut request = Request::get(&format!("/updates?after={}", poll.after), "server");
     request
         .headers
         .push(("Accept".into(), "application/json".into()));
-    if !keep_alive {
+    if !poll.keep_alive {
         request.headers.push(("Connection".into(), "close".into()));
     }
-    c.send_request(&request, retry).await?;
-    let response = c.read_response(count_events).await?;
+    c.send_request(&request, poll.attempt).await?;
+    let response = c.read_response().await?;
     if response.status != 200 {
         return Err(PollError::Status(response.status));
     }
     let batch: Batch = serde_json::from_slice(&response.body).map_err(|_| PollError::BadBody)?;
-    if (!keep_alive || response.header("connection") == Some("close"))
+    if (!poll.keep_alive || response.header("connection") == Some("close"))
         && let Some(c) = conn.take()
     {
         c.close("done").await;
@@ -234,8 +251,8 @@ pub async fn poll_once(
 }
 // ANCHOR_END: client
 
-/// How many events an answer carries, for the trace (empty answers are the
-/// cost of short polling, so the report counts them).
+/// How many events an answer carries, for the trace of a proxy that relays
+/// it (empty answers are the cost of polling, so the report counts them).
 pub fn count_events(response: &Response) -> Option<u32> {
     if response.status != 200 {
         return None;
@@ -250,7 +267,7 @@ pub fn count_events(response: &Response) -> Option<u32> {
 pub enum PollError {
     Timeout,
     Io(std::io::Error),
-    Http(HttpError),
+    Read(ReadError),
     Status(u16),
     BadBody,
 }
@@ -260,7 +277,7 @@ impl std::fmt::Display for PollError {
         match self {
             PollError::Timeout => write!(f, "request timeout"),
             PollError::Io(e) => write!(f, "{e}"),
-            PollError::Http(e) => write!(f, "{e}"),
+            PollError::Read(e) => write!(f, "{e}"),
             PollError::Status(s) => write!(f, "status {s}"),
             PollError::BadBody => write!(f, "answer is not a JSON batch"),
         }
@@ -273,8 +290,8 @@ impl From<std::io::Error> for PollError {
     }
 }
 
-impl From<HttpError> for PollError {
-    fn from(e: HttpError) -> Self {
-        PollError::Http(e)
+impl From<ReadError> for PollError {
+    fn from(e: ReadError) -> Self {
+        PollError::Read(e)
     }
 }

@@ -4,20 +4,20 @@
 //! million messages never holds them all in memory); `Report` is what is left
 //! at the end, printed as an aligned table or as JSON with fixed field names.
 
+use crate::record::trace::{Dir, Event, Kind, Observer, Record, Role};
 use crate::scenario::Scenario;
-use crate::trace::{Dir, Event, Record};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-/// Running totals over the trace. Which host plays which role comes from its
-/// name: `server`, `client-N`; everything else (proxies) is in between.
+/// Running totals over the trace. Which host plays which part comes from the
+/// trace's `host` records; what a message is, from its `kind`.
 #[derive(Default)]
 pub struct Metrics {
+    roles: BTreeMap<String, Role>,
     clients: u32,
     published: u64,
-    /// Publication time of event `id`, at index `id - 1`.
-    publish_t_us: Vec<u64>,
-    /// Per client: which events it has delivered, and the highest so far.
+    /// Per client (index `id - 1`): which events it has delivered, and the
+    /// highest so far.
     delivered_by_client: Vec<(Vec<bool>, u64)>,
     delivered: u64,
     duplicated: u64,
@@ -32,32 +32,30 @@ pub struct Metrics {
     retries: u64,
     open_at_server: u64,
     peak_connections: u64,
+    /// Answers sent with no event in them and not yet received, by
+    /// `(conn, dir, seq)`: the sender says what a message carries, the
+    /// receiver when it arrived.
+    empty_in_flight: HashSet<(String, Dir, u32)>,
 }
 
-fn is_client(host: &str) -> bool {
-    host.starts_with("client-")
-}
-
-impl Metrics {
-    pub fn new(clients: u32) -> Metrics {
-        Metrics {
-            clients,
-            delivered_by_client: vec![(Vec::new(), 0); clients as usize],
-            ..Default::default()
-        }
-    }
-
-    pub fn observe(&mut self, r: &Record) {
+impl Observer for Metrics {
+    fn observe(&mut self, r: &Record) {
+        let role = self.roles.get(&r.host).copied();
         match &r.event {
-            Event::Publish { event } => {
-                self.published += 1;
-                let index = (*event as usize).saturating_sub(1);
-                if self.publish_t_us.len() <= index {
-                    self.publish_t_us.resize(index + 1, 0);
+            Event::Host { role, clients } => {
+                self.roles.insert(r.host.clone(), *role);
+                self.clients += clients.len() as u32;
+                let highest = clients.iter().copied().max().unwrap_or(0) as usize;
+                if self.delivered_by_client.len() < highest {
+                    self.delivered_by_client.resize(highest, (Vec::new(), 0));
                 }
-                self.publish_t_us[index] = r.t_us;
             }
-            Event::Deliver { client, event } => {
+            Event::Publish { .. } => self.published += 1,
+            Event::Deliver {
+                client,
+                event,
+                latency_us,
+            } => {
                 let Some((seen, highest)) = self
                     .delivered_by_client
                     .get_mut((*client as usize).wrapping_sub(1))
@@ -78,59 +76,73 @@ impl Metrics {
                     self.out_of_order += 1;
                 }
                 *highest = (*highest).max(*event);
-                if let Some(published) = self.publish_t_us.get(index) {
-                    self.latencies_us.push(r.t_us.saturating_sub(*published));
-                }
+                self.latencies_us.push(*latency_us);
             }
             Event::Send {
-                dir: Dir::Up,
+                conn,
+                dir,
+                seq,
+                kind,
                 bytes,
+                events,
                 lost,
                 retry,
                 ..
-            } if is_client(&r.host) => {
-                self.requests += 1;
-                if *retry {
-                    self.retries += 1;
+            } => {
+                if *events == Some(0) && !lost {
+                    self.empty_in_flight.insert((conn.clone(), *dir, *seq));
                 }
-                if !lost {
-                    self.bytes_up += bytes;
+                if role == Some(Role::Client) {
+                    if *kind == Kind::Request {
+                        self.requests += 1;
+                        if *retry {
+                            self.retries += 1;
+                        }
+                    }
+                    if !lost {
+                        self.bytes_up += bytes;
+                    }
                 }
             }
             Event::Recv {
-                dir: Dir::Down,
+                conn,
+                dir,
+                seq,
                 bytes,
-                events,
                 ..
-            } if is_client(&r.host) => {
-                self.bytes_down += bytes;
-                if *events == Some(0) {
-                    self.empty_responses += 1;
+            } => {
+                let was_empty = !self.empty_in_flight.is_empty()
+                    && self.empty_in_flight.remove(&(conn.clone(), *dir, *seq));
+                if role == Some(Role::Client) {
+                    self.bytes_down += bytes;
+                    if was_empty {
+                        self.empty_responses += 1;
+                    }
                 }
             }
-            Event::Connect { reconnect, .. } if is_client(&r.host) => {
+            Event::Connect { reconnect, .. } if role == Some(Role::Client) => {
                 self.connections_opened += 1;
                 if *reconnect {
                     self.reconnects += 1;
                 }
             }
-            Event::Accept { .. } if r.host == "server" => {
+            Event::Accept { .. } if role == Some(Role::Server) => {
                 self.open_at_server += 1;
                 self.peak_connections = self.peak_connections.max(self.open_at_server);
             }
-            Event::Close { .. } if r.host == "server" => {
+            Event::Close { .. } if role == Some(Role::Server) => {
                 self.open_at_server = self.open_at_server.saturating_sub(1);
             }
-            Event::Fault { kind, hosts }
-                if kind == "crash" && hosts.iter().any(|h| h == "server") =>
-            {
+            Event::Crash if role == Some(Role::Server) => {
                 // A crashed process holds no connections any more.
                 self.open_at_server = 0;
             }
             _ => {}
         }
     }
+}
 
+impl Metrics {
     pub fn into_report(mut self, scenario: &Scenario, trace_hash: String) -> Report {
         self.latencies_us.sort_unstable();
         let latency_ms = LatencyMs::from_sorted_micros(&self.latencies_us);
@@ -140,6 +152,7 @@ impl Metrics {
             seed: scenario.seed,
             scenario: serde_json::to_value(scenario).expect("a Scenario always serializes"),
             trace_hash,
+            clients: self.clients,
             published: self.published,
             delivered: self.delivered,
             lost: expected.saturating_sub(self.delivered),
@@ -198,6 +211,8 @@ pub struct Report {
     /// The resolved scenario: every parameter, defaults filled in.
     pub scenario: serde_json::Value,
     pub trace_hash: String,
+    /// How many clients the run had.
+    pub clients: u32,
     pub published: u64,
     /// Distinct (client, event) pairs handed to client applications.
     pub delivered: u64,
@@ -229,7 +244,7 @@ fn ms(v: Option<f64>) -> String {
 impl Report {
     /// The aligned, human-readable form (`--format table`).
     pub fn to_table(&self) -> String {
-        let clients = self.scenario["workload"]["clients"].as_u64().unwrap_or(0);
+        let clients = self.clients as u64;
         let rows: Vec<(&str, String)> = vec![
             ("mechanism", self.mechanism.clone()),
             ("seed", self.seed.to_string()),
@@ -348,20 +363,11 @@ pub fn comparison_table(reports: &[Report]) -> String {
 /// Every delivery's delay in ms (publication at the server to hand-over to
 /// the client's application), read from a trace, in delivery order.
 pub fn delivery_delays_ms(records: &[Record]) -> Vec<f64> {
-    let mut published_at = BTreeMap::new();
-    let mut delays = Vec::new();
-    for r in records {
-        match r.event {
-            Event::Publish { event } => {
-                published_at.insert(event, r.t_us);
-            }
-            Event::Deliver { event, .. } => {
-                if let Some(t) = published_at.get(&event) {
-                    delays.push(r.t_us.saturating_sub(*t) as f64 / 1000.0);
-                }
-            }
-            _ => {}
-        }
-    }
-    delays
+    records
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Deliver { latency_us, .. } => Some(latency_us as f64 / 1000.0),
+            _ => None,
+        })
+        .collect()
 }

@@ -32,15 +32,17 @@
 //! connection model around it: when to reconnect, with what, and when to give
 //! up for good.
 
-use crate::event_stream::{Output, Parser};
-use crate::http::{Conn, Framing, Request, Response};
-use crate::net::{AppEvent, SERVER_PORT, sleep_or_never, within};
 use crate::scenario::{Span, SseRefusal};
-use crate::sim::{ClientCtx, ServerCtx};
-use crate::trace::Event;
+use crate::wire::event_stream::{Output, Parser};
+use crate::wire::http::{Framing, Request, Response};
+use crate::world::conn::Attempt;
+use crate::world::context::{ClientCtx, ServerCtx};
+use crate::world::event_log::AppEvent;
+use crate::world::http_conn::StreamBody;
+use crate::world::network::{SERVER_PORT, TcpConn, sleep_or_never, within};
 use std::time::Duration;
 use tokio::time::sleep;
-use turmoil::net::{TcpListener, TcpStream};
+use turmoil::net::TcpListener;
 
 /// The event type our server gives application events.
 pub const UPDATE: &str = "update";
@@ -56,6 +58,7 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
     }
 }
 
+// ANCHOR: server
 /// One event as a block: `id`, `event`, and the payload as `data` lines of at
 /// most 40 bytes (so long payloads show the multi-line form).
 pub fn event_block(event: &AppEvent) -> Vec<u8> {
@@ -73,13 +76,12 @@ pub fn event_block(event: &AppEvent) -> Vec<u8> {
     block.into_bytes()
 }
 
-// ANCHOR: server
-async fn serve_stream(mut conn: Conn<TcpStream>, ctx: ServerCtx) {
+async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
     let params = &ctx.scenario.sse;
     let request = match conn.read_request().await {
         Ok(Some(request)) => request,
         Ok(None) => return conn.close("client closed").await,
-        Err(e) => return conn.refuse(&e).await,
+        Err(e) => return conn.reject(&e).await,
     };
     if let Some(refusal) = check_request(&request, &ctx) {
         let _ = conn.send_response(&refusal, None).await;
@@ -93,12 +95,12 @@ async fn serve_stream(mut conn: Conn<TcpStream>, ctx: ServerCtx) {
         head.headers.push(("X-Accel-Buffering".into(), "no".into()));
     }
     if conn.send_stream_head(&head).await.is_err() {
-        return conn.abandon("write failed");
+        return conn.fail("write failed");
     }
     if let Some(retry) = params.retry {
         let block = format!("retry: {}\n\n", retry.as_micros() / 1000);
         if conn.send_block(block.as_bytes()).await.is_err() {
-            return conn.abandon("write failed");
+            return conn.fail("write failed");
         }
     }
     // Where this client got to. Its browser sends the last id it saw; a new
@@ -118,7 +120,7 @@ async fn serve_stream(mut conn: Conn<TcpStream>, ctx: ServerCtx) {
             oldest_kept - 1
         );
         if conn.send_block(gap.as_bytes()).await.is_err() {
-            return conn.abandon("write failed");
+            return conn.fail("write failed");
         }
         cursor = oldest_kept - 1;
     }
@@ -132,7 +134,7 @@ async fn serve_stream(mut conn: Conn<TcpStream>, ctx: ServerCtx) {
             // Replay what the client missed, then each new event as it comes.
             for event in events {
                 if conn.send_block(&event_block(&event)).await.is_err() {
-                    return conn.abandon("write failed");
+                    return conn.fail("write failed");
                 }
                 cursor = event.id;
             }
@@ -147,10 +149,10 @@ async fn serve_stream(mut conn: Conn<TcpStream>, ctx: ServerCtx) {
             // client's own timeout from taking the stream for dead.
             _ = sleep_or_never(heartbeat) => {
                 if conn.send_block(b": heartbeat\n\n").await.is_err() {
-                    return conn.abandon("write failed");
+                    return conn.fail("write failed");
                 }
             }
-            _ = conn.peer_closed() => return conn.close("client closed").await,
+            _ = conn.until_peer_closes() => return conn.close("client closed").await,
         }
     }
 }
@@ -164,10 +166,10 @@ fn check_request(request: &Request, ctx: &ServerCtx) -> Option<Response> {
     if request.method != "GET" {
         return Some(Response::method_not_allowed("GET"));
     }
-    let refuse_after = ctx.scenario.sse.refuse_after;
     let now = Span::from_std(turmoil::sim_elapsed().unwrap_or_default());
-    if refuse_after == Span::ZERO || now < refuse_after {
-        return None;
+    match ctx.scenario.sse.refuse_after {
+        Some(from) if now >= from => {}
+        _ => return None,
     }
     Some(match ctx.scenario.sse.refuse_with {
         SseRefusal::Status500 => Response::error(500, "something broke"),
@@ -183,75 +185,89 @@ fn check_request(request: &Request, ctx: &ServerCtx) -> Option<Response> {
 /// How one connection of an EventSource ended.
 enum End {
     /// "Reestablish the connection": wait the reconnection time, try again.
-    /// `true` when the connection failed (so the next request is a retry),
-    /// `false` when the server simply ended the stream.
-    Reconnect(String, bool),
+    Reconnect { why: String, cause: Cause },
     /// "Fail the connection": readyState CLOSED, never again.
     Fail(String),
 }
 
+/// Why a connection is reestablished.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// It failed (a network error, a timeout): the next request is a retry.
+    Failed,
+    /// The server ended the stream cleanly.
+    ServerEnded,
+}
+
+/// What an EventSource keeps across its connections: the parser's last event
+/// id (sent as `Last-Event-ID`), the reconnection time (set by `retry`), and
+/// how the last connection ended.
+struct EventSource {
+    parser: Parser,
+    reconnection_time: Duration,
+    connections: u32,
+    last_cause: Option<Cause>,
+}
+
 // ANCHOR: client
-/// An EventSource. Its state outlives connections: the parser's last event
-/// id (sent as `Last-Event-ID`) and the reconnection time (set by `retry`).
+/// An EventSource: connect, stream, and on any end but a fatal one, wait the
+/// reconnection time and connect again, resuming from the last event id.
 pub async fn client(ctx: ClientCtx) {
-    let mut parser = Parser::new();
-    let mut reconnection_time = ctx.scenario.sse.client_default_retry.to_std();
-    // Whether the next connection follows a failure (a retry) or a clean end.
-    let mut after_failure = false;
-    let mut reconnecting = false;
+    let mut source = EventSource {
+        parser: Parser::new(),
+        reconnection_time: ctx.scenario.sse.client_default_retry.to_std(),
+        connections: 0,
+        last_cause: None,
+    };
     ctx.wait_to_join().await;
     loop {
-        match connect_and_stream(
-            &ctx,
-            &mut parser,
-            &mut reconnection_time,
-            reconnecting,
-            after_failure,
-        )
-        .await
-        {
+        match connect_and_stream(&ctx, &mut source).await {
             End::Fail(why) => {
-                ctx.net.trace.record(Event::Error {
-                    client: ctx.id,
-                    what: format!("EventSource failed for good: {why}"),
-                });
+                ctx.report_error(format!("EventSource failed for good: {why}"));
                 return;
             }
-            End::Reconnect(why, failed) => {
-                after_failure = failed;
-                ctx.net.trace.record(Event::Error {
-                    client: ctx.id,
-                    what: format!(
-                        "{why}; reconnecting in {} ms",
-                        reconnection_time.as_millis()
-                    ),
-                });
+            End::Reconnect { why, cause } => {
+                source.last_cause = Some(cause);
+                ctx.report_error(format!(
+                    "{why}; reconnecting in {} ms",
+                    source.reconnection_time.as_millis()
+                ));
                 // A half-received event dies with its connection; the last
                 // event id does not.
-                parser.end_of_stream();
-                parser.reset_for_new_connection();
-                sleep(reconnection_time).await;
-                reconnecting = true;
+                source.parser.end_of_stream();
+                source.parser.reset_for_new_connection();
+                sleep(source.reconnection_time).await;
             }
         }
     }
 }
 
-async fn connect_and_stream(
-    ctx: &ClientCtx,
-    parser: &mut Parser,
-    reconnection_time: &mut Duration,
-    reconnecting: bool,
-    after_failure: bool,
-) -> End {
+/// A network error: reconnect, and say the next request is a retry.
+fn network_error(why: impl std::fmt::Display) -> End {
+    End::Reconnect {
+        why: format!("network error: {why}"),
+        cause: Cause::Failed,
+    }
+}
+
+fn server_ended() -> End {
+    End::Reconnect {
+        why: "the server ended the stream".into(),
+        cause: Cause::ServerEnded,
+    }
+}
+
+async fn connect_and_stream(ctx: &ClientCtx, source: &mut EventSource) -> End {
     let silence = ctx.scenario.sse.client_heartbeat_timeout;
+    let reconnecting = Attempt::after_failures(source.connections);
+    source.connections += 1;
     let mut conn = match ctx
         .net
         .connect(&ctx.upstream, SERVER_PORT, reconnecting)
         .await
     {
         Ok(conn) => conn,
-        Err(e) => return End::Reconnect(format!("network error: {e}"), true),
+        Err(e) => return network_error(e),
     };
     let mut request = Request::get("/stream", "server");
     request
@@ -260,55 +276,69 @@ async fn connect_and_stream(
     request
         .headers
         .push(("Cache-Control".into(), "no-store".into()));
-    if !parser.last_event_id().is_empty() {
+    let last_event_id = source.parser.last_event_id();
+    if !last_event_id.is_empty() {
         request
             .headers
-            .push(("Last-Event-ID".into(), parser.last_event_id().to_string()));
+            .push(("Last-Event-ID".into(), last_event_id.to_string()));
     }
-    if let Err(e) = conn.send_request(&request, after_failure).await {
-        conn.abandon("write failed");
-        return End::Reconnect(format!("network error: {e}"), true);
+    let attempt = match source.last_cause {
+        Some(Cause::Failed) => Attempt::Retry,
+        Some(Cause::ServerEnded) | None => Attempt::First,
+    };
+    if let Err(e) = conn.send_request(&request, attempt).await {
+        conn.fail("write failed");
+        return network_error(e);
     }
-    let response = match within(silence, conn.read_response_start(|_| None)).await {
+    let (response, framing) = match within(silence, conn.read_response_start()).await {
         None => {
-            conn.abandon("heartbeat timeout");
-            return End::Reconnect("no answer within the heartbeat timeout".into(), true);
+            conn.fail("heartbeat timeout");
+            return End::Reconnect {
+                why: "no answer within the heartbeat timeout".into(),
+                cause: Cause::Failed,
+            };
         }
         Some(Err(e)) => {
-            conn.abandon(&e.to_string());
-            return End::Reconnect(format!("network error: {e}"), true);
+            conn.fail(&e.to_string());
+            return network_error(e);
         }
-        Some(Ok((response, framing))) => (response, framing),
+        Some(Ok(start)) => start,
     };
-    if let Err(why) = check_response(&response.0) {
+    if let Err(why) = check_response(&response) {
         conn.close("failed").await;
         return End::Fail(why);
     }
-    if let (response, Framing::Length(_)) = response {
+    if let Framing::Length(_) = framing {
         // A stream with a length is a stream that has already ended: its
         // events count, then it is reestablished like any other.
-        dispatch(ctx, parser.feed(&response.body), reconnection_time);
+        let outputs = source.parser.feed(&response.body);
+        dispatch(ctx, outputs, &mut source.reconnection_time);
         conn.close("end of stream").await;
-        return End::Reconnect("the server ended the stream".into(), false);
+        return server_ended();
     }
+    let mut body = StreamBody::default();
     loop {
-        match within(silence, conn.read_stream()).await {
+        match within(silence, body.next(&mut conn)).await {
             None => {
                 // No byte for the whole timeout: a partition or a dead
                 // server sends no FIN, so only a timer can tell.
-                conn.abandon("heartbeat timeout");
-                return End::Reconnect("no byte within the heartbeat timeout".into(), true);
+                conn.fail("heartbeat timeout");
+                return End::Reconnect {
+                    why: "no byte within the heartbeat timeout".into(),
+                    cause: Cause::Failed,
+                };
             }
             Some(Err(e)) => {
-                conn.abandon(&e.to_string());
-                return End::Reconnect(format!("network error: {e}"), true);
+                conn.fail(&e.to_string());
+                return network_error(e);
             }
             Some(Ok(None)) => {
                 conn.close("end of stream").await;
-                return End::Reconnect("the server ended the stream".into(), false);
+                return server_ended();
             }
             Some(Ok(Some((bytes, _blocks)))) => {
-                dispatch(ctx, parser.feed(&bytes), reconnection_time);
+                let outputs = source.parser.feed(&bytes);
+                dispatch(ctx, outputs, &mut source.reconnection_time);
             }
         }
     }
@@ -326,10 +356,7 @@ fn dispatch(ctx: &ClientCtx, outputs: Vec<Output>, reconnection_time: &mut Durat
                 }
             }
             Output::Event(event) if event.event_type == GAP => {
-                ctx.net.trace.record(Event::Error {
-                    client: ctx.id,
-                    what: format!("server says events are gone: {}", event.data),
-                });
+                ctx.report_error(format!("server says events are gone: {}", event.data));
             }
             Output::Event(_) => {} // no listener for other types
         }

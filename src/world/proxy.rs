@@ -23,24 +23,24 @@
 //! until `buffer_kib` have gathered or the stream ends, the way nginx buffers
 //! responses unless told `proxy_buffering off` (or `X-Accel-Buffering: no`).
 
-use crate::http::{Conn, Framing, Request, Response, strip_hop_by_hop};
-use crate::net::{HostNet, SERVER_PORT, within};
+use crate::record::trace::Event;
 use crate::scenario::{Proxy, ProxyMode, Span};
-use crate::trace::Event;
+use crate::wire::http::{Framing, Request, Response, strip_hop_by_hop};
+use crate::world::conn::Attempt;
+use crate::world::http_conn::StreamBody;
+use crate::world::network::{HostNet, SERVER_PORT, TcpConn, within};
 use std::future::Future;
-use std::rc::Rc;
-use turmoil::net::{TcpListener, TcpStream};
-
-/// A mechanism's way of counting the events in an answer.
-pub type EventCounter = dyn Fn(&Response) -> Option<u32>;
+use turmoil::net::TcpListener;
 
 /// What the proxy host runs with.
 #[derive(Clone)]
 pub struct ProxyCtx {
     pub net: HostNet,
     pub config: Proxy,
-    /// How the mechanism counts events in an answer, for the trace.
-    pub count_events: Rc<EventCounter>,
+    /// How the mechanism behind it counts the events in a whole answer, for
+    /// the trace (handed in by the run: the proxy relays bytes it does not
+    /// need to understand).
+    pub count_events: fn(&Response) -> Option<u32>,
 }
 
 pub async fn proxy(ctx: ProxyCtx) -> turmoil::Result {
@@ -58,8 +58,8 @@ enum Wait<T> {
     Idle,
 }
 
-/// Runs `f` under the idle timeout (none when it is 0).
-async fn within_idle<T>(idle: Span, f: impl Future<Output = T>) -> Wait<T> {
+/// Runs `f` under the idle timeout (if there is one).
+async fn within_idle<T>(idle: Option<Span>, f: impl Future<Output = T>) -> Wait<T> {
     match within(idle, f).await {
         Some(v) => Wait::Done(v),
         None => Wait::Idle,
@@ -68,12 +68,12 @@ async fn within_idle<T>(idle: Span, f: impl Future<Output = T>) -> Wait<T> {
 
 // ANCHOR: relay
 /// Serves one client connection, with one server connection behind it.
-async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
+async fn relay(ctx: ProxyCtx, mut downstream: TcpConn) {
     let idle = ctx.config.idle_timeout;
-    let mut upstream: Option<Conn<TcpStream>> = None;
+    let mut upstream: Option<TcpConn> = None;
     loop {
         let mut request = match within_idle(idle, downstream.read_request()).await {
-            Wait::Idle => return cut(&ctx, downstream, upstream, idle, "between requests").await,
+            Wait::Idle => return close_idle(&ctx, downstream, upstream, "between requests").await,
             Wait::Done(Ok(Some(request))) => request,
             Wait::Done(Ok(None)) => {
                 if let Some(up) = upstream {
@@ -85,7 +85,7 @@ async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
                 if let Some(up) = upstream {
                     up.close("client sent a bad request").await;
                 }
-                return downstream.refuse(&e).await;
+                return downstream.reject(&e).await;
             }
         };
         // What the client asked of *its* connection; `Connection` is
@@ -95,13 +95,13 @@ async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
         request.headers.push(("Via".into(), "1.1 proxy".into()));
         let (mut answer, framing) = match forward(&ctx, &mut upstream, &request, idle).await {
             Wait::Idle => {
-                return cut(&ctx, downstream, upstream, idle, "waiting for the server").await;
+                return close_idle(&ctx, downstream, upstream, "waiting for the server").await;
             }
             Wait::Done(Ok(answer)) => answer,
             Wait::Done(Err(why)) => {
                 // The server is unreachable or hung up: say so, as a gateway does.
                 if let Some(up) = upstream.take() {
-                    up.abandon(&why);
+                    up.fail(&why);
                 }
                 (Response::error(502, &why), Framing::Length(0))
             }
@@ -123,9 +123,9 @@ async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
         let count = (ctx.count_events)(&answer);
         if downstream.send_response(&answer, count).await.is_err() {
             if let Some(up) = upstream {
-                up.abandon("client gone");
+                up.fail("client gone");
             }
-            return downstream.abandon("write failed");
+            return downstream.fail("write failed");
         }
         if answer.status == 502 || !client_keeps_alive {
             if let Some(up) = upstream {
@@ -142,13 +142,13 @@ async fn relay(ctx: ProxyCtx, mut downstream: Conn<TcpStream>) {
 async fn relay_stream(
     ctx: &ProxyCtx,
     head: Response,
-    mut upstream: Conn<TcpStream>,
-    mut downstream: Conn<TcpStream>,
+    mut upstream: TcpConn,
+    mut downstream: TcpConn,
 ) {
     let idle = ctx.config.idle_timeout;
     if downstream.send_stream_head(&head).await.is_err() {
-        upstream.abandon("client gone");
-        return downstream.abandon("write failed");
+        upstream.fail("client gone");
+        return downstream.fail("write failed");
     }
     let limit = ctx.config.buffer_kib as usize * 1024;
     let unbuffered = head
@@ -156,9 +156,10 @@ async fn relay_stream(
         .is_some_and(|v| v.eq_ignore_ascii_case("no"));
     let mut held: Vec<Vec<u8>> = Vec::new();
     let mut held_bytes = 0;
+    let mut body = StreamBody::default();
     loop {
-        let blocks = match within_idle(idle, upstream.read_stream()).await {
-            Wait::Idle => return cut(ctx, downstream, Some(upstream), idle, "in a stream").await,
+        let blocks = match within_idle(idle, body.next(&mut upstream)).await {
+            Wait::Idle => return close_idle(ctx, downstream, Some(upstream), "in a stream").await,
             Wait::Done(Ok(Some((_, blocks)))) => blocks,
             Wait::Done(Ok(None)) | Wait::Done(Err(_)) => {
                 // The stream ended: what is held goes out now.
@@ -196,8 +197,8 @@ async fn relay_stream(
             }
             for block in held.drain(..) {
                 if downstream.send_block(&block).await.is_err() {
-                    upstream.abandon("client gone");
-                    return downstream.abandon("write failed");
+                    upstream.fail("client gone");
+                    return downstream.fail("write failed");
                 }
             }
             held_bytes = 0;
@@ -210,9 +211,9 @@ async fn relay_stream(
 /// its answer, under the idle timeout.
 async fn forward(
     ctx: &ProxyCtx,
-    upstream: &mut Option<Conn<TcpStream>>,
+    upstream: &mut Option<TcpConn>,
     request: &Request,
-    idle: Span,
+    idle: Option<Span>,
 ) -> Wait<Result<(Response, Framing), String>> {
     // A kept-alive server connection may have died while idle (the server
     // timed it out, or restarted): a GET that fails on one is safe to send
@@ -220,41 +221,33 @@ async fn forward(
     let mut second_chance = upstream.is_some();
     loop {
         if upstream.is_none() {
-            match ctx.net.connect("server", SERVER_PORT, false).await {
+            match ctx.net.connect("server", SERVER_PORT, Attempt::First).await {
                 Ok(c) => *upstream = Some(c),
                 Err(e) => return Wait::Done(Err(format!("cannot reach server: {e}"))),
             }
         }
         let up = upstream.as_mut().expect("just set");
-        let failure = match up.send_request(request, false).await {
+        let failure = match up.send_request(request, Attempt::First).await {
             Err(e) => format!("server connection failed: {e}"),
-            Ok(()) => {
-                let count = ctx.count_events.clone();
-                match within_idle(idle, up.read_response_start(move |r| count(r))).await {
-                    Wait::Idle => return Wait::Idle,
-                    Wait::Done(Ok(r)) => return Wait::Done(Ok(r)),
-                    Wait::Done(Err(e)) => format!("server connection failed: {e}"),
-                }
-            }
+            Ok(()) => match within_idle(idle, up.read_response_start()).await {
+                Wait::Idle => return Wait::Idle,
+                Wait::Done(Ok(r)) => return Wait::Done(Ok(r)),
+                Wait::Done(Err(e)) => format!("server connection failed: {e}"),
+            },
         };
         if !(second_chance && request.method == "GET") {
             return Wait::Done(Err(failure));
         }
         second_chance = false;
         if let Some(dead) = upstream.take() {
-            dead.abandon(&failure);
+            dead.fail(&failure);
         }
     }
 }
 
 /// The idle timeout fired: close both connections, and say why in the trace.
-async fn cut(
-    ctx: &ProxyCtx,
-    downstream: Conn<TcpStream>,
-    upstream: Option<Conn<TcpStream>>,
-    idle: Span,
-    while_: &str,
-) {
+async fn close_idle(ctx: &ProxyCtx, downstream: TcpConn, upstream: Option<TcpConn>, while_: &str) {
+    let idle = ctx.config.idle_timeout.unwrap_or_default();
     ctx.net.trace.record(Event::Proxy {
         conn: downstream.name.clone(),
         action: "cut idle connection".into(),

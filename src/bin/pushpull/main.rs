@@ -6,11 +6,16 @@
 //! pushpull book --serve
 //! ```
 
+mod bench;
+mod decode;
+mod serve;
+
 use clap::{Parser, Subcommand, ValueEnum};
-use pushpull::diagram::{self, DiagramOptions};
-use pushpull::report::{Report, comparison_table};
-use pushpull::scenario::Span;
-use pushpull::sim::{self, RunOptions};
+use pushpull::record::diagram;
+use pushpull::record::report::{Report, comparison_table};
+use pushpull::run::{self, RunOptions};
+use pushpull::scenario::lessons;
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -126,24 +131,12 @@ fn main() -> ExitCode {
 }
 
 fn warn_if_not_deterministic() {
-    if !sim::DETERMINISTIC {
+    if !run::DETERMINISTIC {
         eprintln!(
             "warning: built without --cfg tokio_unstable: runs with the same seed may differ \
              (build from the repository, whose .cargo/config.toml sets it)"
         );
     }
-}
-
-fn parse_window(text: &str) -> Result<(Span, Span), String> {
-    let (from, to) = text
-        .split_once("..")
-        .ok_or_else(|| format!("--window {text:?}: write it as FROM..TO, like 25s..45s"))?;
-    let from = Span::parse(from).map_err(|e| format!("--window: {e}"))?;
-    let to = Span::parse(to).map_err(|e| format!("--window: {e}"))?;
-    if to <= from {
-        return Err(format!("--window {text:?}: TO must be after FROM"));
-    }
-    Ok((from, to))
 }
 
 fn execute(cli: Cli) -> Result<(), String> {
@@ -156,8 +149,12 @@ fn execute(cli: Cli) -> Result<(), String> {
             window,
         } => {
             warn_if_not_deterministic();
-            let window = window.as_deref().map(parse_window).transpose()?;
-            let scenario = pushpull::lessons::load(&scenario, &params.overrides())?;
+            let plan = lessons::load(&scenario, &params.overrides())?;
+            let diagram_options = diagram::options_for(
+                plan.scenario.mechanism.name(),
+                plan.scenario.seed,
+                window.as_deref(),
+            )?;
             let trace_file: Option<Box<dyn std::io::Write>> = match &trace {
                 Some(path) => Some(Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path)
@@ -165,21 +162,15 @@ fn execute(cli: Cli) -> Result<(), String> {
                 ))),
                 None => None,
             };
-            let outcome = sim::run(
-                &scenario,
+            let outcome = run::run(
+                &plan,
                 RunOptions {
                     trace_file,
                     keep_records: diagram_path.is_some(),
                 },
             )?;
             if let Some(path) = diagram_path {
-                let svg = diagram::render(
-                    &outcome.records,
-                    &DiagramOptions {
-                        window,
-                        title: format!("{} (seed {})", scenario.mechanism.name(), scenario.seed),
-                    },
-                );
+                let svg = diagram::render(&outcome.records, &diagram_options);
                 std::fs::write(&path, svg)
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             }
@@ -188,8 +179,8 @@ fn execute(cli: Cli) -> Result<(), String> {
         }
         Command::Compare { scenario, params } => {
             warn_if_not_deterministic();
-            let base = pushpull::lessons::load(&scenario, &params.overrides())?;
-            let reports = sim::compare(&base)?;
+            let plan = lessons::load(&scenario, &params.overrides())?;
+            let reports = run::compare(&plan)?;
             match params.format {
                 Format::Table => print!("{}", comparison_table(&reports)),
                 Format::Json => println!(
@@ -200,52 +191,31 @@ fn execute(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Lessons => {
-            for (name, text) in pushpull::lessons::LESSONS {
-                let s = pushpull::scenario::Scenario::from_toml(text, &[])
-                    .map_err(|e| format!("lesson {name}: {e}"))?;
-                println!("{name:<16} {}", s.description);
+            for (name, _) in lessons::LESSONS {
+                let plan = lessons::load(name, &[])?;
+                println!("{name:<16} {}", plan.scenario.description);
             }
             Ok(())
         }
         Command::Decode { format, file } => match format {
-            DecodeFormat::Sse => decode_sse(file),
+            DecodeFormat::Sse => decode::sse(file),
         },
-        Command::Book { serve, port } => pushpull::book::command(serve, port),
-        Command::Bench => pushpull::book::bench(),
-    }
-}
-
-/// Reads the stream in chunks and prints events as they complete, so a live
-/// stream piped in shows its events as they arrive.
-fn decode_sse(file: Option<PathBuf>) -> Result<(), String> {
-    use std::io::{Read, Write};
-    let mut input: Box<dyn Read> = match &file {
-        Some(path) => Box::new(
-            std::fs::File::open(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-        ),
-        None => Box::new(std::io::stdin().lock()),
-    };
-    let mut parser = pushpull::event_stream::Parser::new();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = input
-            .read(&mut chunk)
-            .map_err(|e| format!("read failed: {e}"))?;
-        if n == 0 {
-            break;
+        Command::Book { serve, port } => {
+            let built = pushpull::book::build()?;
+            if serve {
+                let listener = TcpListener::bind(("127.0.0.1", port))
+                    .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+                let port = listener
+                    .local_addr()
+                    .map_err(|e| format!("cannot read the listening address: {e}"))?
+                    .port();
+                println!("serving the book at http://127.0.0.1:{port}/ (Ctrl-C to stop)");
+                serve::serve_dir(&built, listener);
+            }
+            Ok(())
         }
-        for output in parser.feed(&chunk[..n]) {
-            let line = serde_json::to_string(&output).expect("outputs serialize");
-            writeln!(out, "{line}").map_err(|e| format!("write failed: {e}"))?;
-        }
-        out.flush().map_err(|e| format!("write failed: {e}"))?;
+        Command::Bench => bench::bench(),
     }
-    // A last event without its blank line is dropped, as EventSource does.
-    parser.end_of_stream();
-    Ok(())
 }
 
 fn print_report(report: &Report, format: Format) {

@@ -1,0 +1,189 @@
+//! `pushpull bench`: how fast the simulator runs, on this machine.
+
+use pushpull::run::{self, RunOptions};
+use pushpull::scenario::{Span, lessons};
+use std::io::Write;
+use std::time::Instant;
+
+fn overrides(sets: &[&str]) -> Vec<String> {
+    sets.iter().map(|s| s.to_string()).collect()
+}
+
+/// One benchmark run: a lesson and overrides.
+struct BenchCase {
+    label: &'static str,
+    lesson: &'static str,
+    overrides: &'static [&'static str],
+}
+
+const BENCH_CASES: &[BenchCase] = &[
+    BenchCase {
+        label: "short_polling lesson, default",
+        lesson: "short_polling",
+        overrides: &[],
+    },
+    BenchCase {
+        label: "1000 clients polling every 1s, 10m",
+        lesson: "short_polling",
+        overrides: &[
+            "workload.clients=1000",
+            "short_polling.interval=1s",
+            "duration=10m",
+            "drain=0s",
+        ],
+    },
+    // The same clients on 10 hosts instead of the default 4: turmoil visits
+    // every host every tick, so hosts cost time even when idle.
+    BenchCase {
+        label: "  same, on 10 client hosts",
+        lesson: "short_polling",
+        overrides: &[
+            "workload.clients=1000",
+            "short_polling.interval=1s",
+            "duration=10m",
+            "drain=0s",
+            "workload.client_hosts=10",
+        ],
+    },
+];
+
+/// A field of `/proc/self/status` in kB, e.g. `VmHWM`.
+fn proc_status_kb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| {
+        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
+        rest.trim().strip_suffix("kB")?.trim().parse().ok()
+    })
+}
+
+/// Resets the process's peak resident set size to its current size (Linux:
+/// writing 5 to `/proc/self/clear_refs`). Returns whether it worked.
+fn reset_peak_rss() -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/clear_refs")
+        .and_then(|mut f| f.write_all(b"5"))
+        .is_ok()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string())
+}
+
+fn format_mib(kb: Option<u64>) -> String {
+    kb.map(|kb| format!("{:.1} MiB", kb as f64 / 1024.0))
+        .unwrap_or_else(|| "n/a".to_string())
+}
+
+/// `pushpull bench`: runs each case once and prints wall time, speed-up over
+/// real time and peak memory, with the machine it ran on.
+pub fn bench() -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    println!("machine: {cores} cores, {}", cpu_model());
+    println!(
+        "build:   {build}{}",
+        if run::DETERMINISTIC {
+            ""
+        } else {
+            ", without --cfg tokio_unstable (not deterministic)"
+        }
+    );
+    if cfg!(debug_assertions) {
+        println!(
+            "warning: a debug build; the figures only mean something in release \
+             (cargo run --release -- bench)"
+        );
+    }
+    println!();
+
+    let header = [
+        "run",
+        "clients",
+        "simulated",
+        "wall",
+        "speed-up",
+        "requests",
+        "peak RSS",
+    ];
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut peak_was_reset = true;
+    for case in BENCH_CASES {
+        let plan = lessons::load(case.lesson, &overrides(case.overrides))?;
+        let scenario = &plan.scenario;
+        let simulated: Span = plan.end();
+        eprintln!("running: {} ({simulated} simulated)...", case.label);
+        peak_was_reset &= reset_peak_rss();
+        let started = Instant::now();
+        let outcome = run::run(
+            &plan,
+            RunOptions {
+                trace_file: None,
+                keep_records: false,
+            },
+        )?;
+        let wall = started.elapsed().as_secs_f64();
+        let peak = proc_status_kb("VmHWM");
+        rows.push(vec![
+            case.label.to_string(),
+            scenario.workload.clients.to_string(),
+            format!("{:.0} s", simulated.as_millis_f64() / 1000.0),
+            format!("{wall:.2} s"),
+            format!(
+                "{:.0}x",
+                simulated.as_millis_f64() / 1000.0 / wall.max(1e-9)
+            ),
+            outcome.report.requests.to_string(),
+            format_mib(peak),
+        ]);
+    }
+
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.len());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i == 0 {
+                s.push_str(&format!("{cell:<w$}", w = widths[i]));
+            } else {
+                s.push_str(&format!("  {cell:>w$}", w = widths[i]));
+            }
+        }
+        s
+    };
+    println!("{}", line(&header.map(String::from)));
+    for row in &rows {
+        println!("{}", line(row));
+    }
+    println!();
+    println!("speed-up: simulated seconds per wall-clock second, one thread.");
+    if peak_was_reset {
+        println!(
+            "peak RSS: the process's high-water mark (VmHWM) during each run, reset before it."
+        );
+    } else if proc_status_kb("VmHWM").is_some() {
+        println!(
+            "peak RSS: the process's high-water mark (VmHWM) so far: it could not be reset, \
+             so each row includes the runs above it."
+        );
+    } else {
+        println!("peak RSS: unavailable (no /proc/self/status on this system).");
+    }
+    Ok(())
+}

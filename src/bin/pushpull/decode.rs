@@ -1,0 +1,36 @@
+//! `pushpull decode`: raw wire bytes, decoded as a browser would.
+
+use std::path::PathBuf;
+
+/// Reads the stream in chunks and prints events as they complete, so a live
+/// stream piped in shows its events as they arrive.
+pub fn sse(file: Option<PathBuf>) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut input: Box<dyn Read> = match &file {
+        Some(path) => Box::new(
+            std::fs::File::open(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut parser = pushpull::wire::event_stream::Parser::new();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = input
+            .read(&mut chunk)
+            .map_err(|e| format!("read failed: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        for output in parser.feed(&chunk[..n]) {
+            let line = serde_json::to_string(&output).expect("outputs serialize");
+            writeln!(out, "{line}").map_err(|e| format!("write failed: {e}"))?;
+        }
+        out.flush().map_err(|e| format!("write failed: {e}"))?;
+    }
+    // A last event without its blank line is dropped, as EventSource does.
+    parser.end_of_stream();
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! Every run the book shows, one line each: figures (a report and a
+//! space-time diagram), comparisons, sweeps and decoded streams, and the
+//! command line that reproduces each.
+
+use std::path::{Path, PathBuf};
+
+/// One run shown in the book.
+#[derive(Clone, Copy, Debug)]
+pub struct Figure {
+    /// Where its files go: `book/src/generated/<name>/`.
+    pub name: &'static str,
+    /// The lesson it runs (a name from [`crate::scenario::lessons::LESSONS`]).
+    pub lesson: &'static str,
+    /// `--set` overrides, exactly as on the command line.
+    pub overrides: &'static [&'static str],
+    /// The stretch of simulated time the diagram and the trace excerpt show,
+    /// as `--window` takes it, e.g. `"25s..45s"`; the whole run if `None`.
+    pub window: Option<&'static str>,
+}
+
+impl Figure {
+    /// A figure of the whole run; add `.window("25s..45s")` to show a stretch.
+    pub const fn new(
+        name: &'static str,
+        lesson: &'static str,
+        overrides: &'static [&'static str],
+    ) -> Figure {
+        Figure {
+            name,
+            lesson,
+            overrides,
+            window: None,
+        }
+    }
+
+    /// The same figure, showing only `window` of simulated time (`FROM..TO`).
+    pub const fn window(mut self, window: &'static str) -> Figure {
+        self.window = Some(window);
+        self
+    }
+}
+
+/// Every run the book shows. Adding a figure is adding a line here, then
+/// `cargo run --release -- book`.
+#[rustfmt::skip]
+pub const FIGURES: &[Figure] = &[
+    Figure::new("short_polling/default", "short_polling", &[]).window("25s..40s"),
+    Figure::new("short_polling/interval_1s", "short_polling", &["short_polling.interval=1s"]).window("27s..33s"),
+    Figure::new("short_polling/cut_off", "short_polling", &[r#"faults=[{cut="client-1",from="85s",to="105s"}]"#]).window("82s..112s"),
+    Figure::new("short_polling/crash", "short_polling", &[r#"faults=[{crash="server",at="86s",restart="96s"}]"#]).window("82s..108s"),
+    Figure::new("long_polling/default", "long_polling", &[]).window("0s..100s"),
+    Figure::new("long_polling/burst", "long_polling", &[r#"workload.events={at=["30s","30.01s","30.02s"]}"#, "workload.clients=1", "network.jitter=0ms"]).window("29.95s..30.2s"),
+    Figure::new("long_polling/proxy_cut", "long_polling", &["proxy.enabled=true", "proxy.idle_timeout=20s"]).window("0s..70s"),
+    Figure::new("sse/default", "sse", &[]).window("3s..22s"),
+    Figure::new("sse/resume", "sse", &[r#"faults=[{cut="client-1",from="60s",to="75s",reset=true}]"#]).window("58s..80s"),
+    Figure::new("sse/held_cut", "sse", &[r#"faults=[{cut="client-1",from="60s",to="75s",hold=true}]"#]).window("58s..80s"),
+    Figure::new("sse/silent_partition", "sse", &[r#"faults=[{cut="client-1",from="60s",to="75s"}]"#]).window("55s..100s"),
+    Figure::new("sse/heartbeat_timeout", "sse", &[r#"faults=[{cut="client-1",from="60s",to="75s"}]"#, "sse.client_heartbeat_timeout=20s"]).window("55s..100s"),
+    Figure::new("sse/retry_10s", "sse", &["sse.retry=10s", r#"faults=[{cut="client-1",from="60s",to="62s",reset=true}]"#]).window("58s..75s"),
+    Figure::new("sse/fail_500", "sse", &["sse.refuse_after=50s", r#"faults=[{cut="client-1",from="60s",to="61s",reset=true}]"#]).window("58s..70s"),
+    Figure::new("sse/buffering_proxy", "sse", &["proxy.enabled=true", "proxy.mode=\"buffer\"", "proxy.buffer_kib=1"]).window("0s..60s"),
+    Figure::new("sse/buffering_fixed", "sse", &["proxy.enabled=true", "proxy.mode=\"buffer\"", "proxy.buffer_kib=1", "sse.no_proxy_buffering=true"]).window("0s..60s"),
+    Figure::new("sse/streamed_answer", "sse", &[r#"workload.events={every="50ms",start="30s",count=40}"#, "workload.payload_bytes=16", "network.jitter=0ms", "workload.clients=1"]).window("29.9s..32.2s"),
+];
+
+/// One `pushpull compare` shown in the book: the same scenario under every
+/// mechanism, side by side.
+#[derive(Clone, Copy, Debug)]
+pub struct Comparison {
+    /// Where its files go: `book/src/generated/<name>/`.
+    pub name: &'static str,
+    pub lesson: &'static str,
+    pub overrides: &'static [&'static str],
+}
+
+/// Every comparison the book shows (one line each, like [`FIGURES`]).
+#[rustfmt::skip]
+pub const COMPARISONS: &[Comparison] = &[
+    Comparison { name: "compare/notifications", lesson: "long_polling", overrides: &[] },
+    Comparison { name: "compare/ticker", lesson: "sse", overrides: &[] },
+    Comparison { name: "compare/streamed_answer", lesson: "sse", overrides: &[r#"workload.events={every="50ms",start="30s",count=40}"#, "workload.payload_bytes=16", "network.jitter=0ms", "short_polling.interval=1s"] },
+    Comparison { name: "compare/dashboard_100", lesson: "short_polling", overrides: &["workload.clients=100", "workload.client_hosts=5", "duration=5m", "short_polling.interval=60s", "workload.events={every=\"10s\", start=\"10s\"}"] },
+];
+
+/// One parameter swept over several values on the same lesson, one row per
+/// value (`sweep.txt`): how a number moves when a knob turns.
+#[derive(Clone, Copy, Debug)]
+pub struct Sweep {
+    pub name: &'static str,
+    pub lesson: &'static str,
+    pub overrides: &'static [&'static str],
+    /// The parameter's path, as for `--set`.
+    pub param: &'static str,
+    pub values: &'static [&'static str],
+}
+
+/// Every sweep the book shows.
+#[rustfmt::skip]
+pub const SWEEPS: &[Sweep] = &[
+    Sweep { name: "short_polling/interval_sweep", lesson: "short_polling", overrides: &["workload.events={rate=0.2, start=\"10s\"}", "workload.clients=10", "network.jitter=0ms"], param: "short_polling.interval", values: &["1s", "2s", "5s", "10s", "30s"] },
+    Sweep { name: "long_polling/hold_vs_proxy", lesson: "long_polling", overrides: &["proxy.enabled=true", "proxy.idle_timeout=20s", "long_polling.client_timeout=65s"], param: "long_polling.hold", values: &["10s", "15s", "19s", "25s", "60s"] },
+];
+
+/// A raw `text/event-stream` file (under `book/src/`) decoded as EventSource
+/// would: `raw.txt` shows its bytes with line ends visible, `decoded.jsonl`
+/// what `pushpull decode sse` prints for it.
+#[derive(Clone, Copy, Debug)]
+pub struct Decode {
+    pub name: &'static str,
+    pub input: &'static str,
+}
+
+#[rustfmt::skip]
+pub const DECODES: &[Decode] = &[
+    Decode { name: "sse/decode_ticker", input: "examples/ticker.stream" },
+];
+
+/// How many trace lines `trace.jsonl` keeps.
+pub const TRACE_EXCERPT_LINES: usize = 12;
+
+/// The directory generated files go to, relative to the book's `src`.
+pub const GENERATED_DIR: &str = "generated";
+
+/// The book's root (holding `book.toml`), in the source tree this binary was
+/// built from.
+pub fn book_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("book")
+}
+
+/// Quotes `word` for a POSIX shell: bare if it is made of safe characters,
+/// in single quotes otherwise.
+pub fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+pub(super) fn set_args(overrides: &[&str]) -> String {
+    overrides
+        .iter()
+        .map(|o| format!(" --set {}", shell_quote(o)))
+        .collect()
+}
+
+/// The command line that reproduces `figure`: its report on standard output,
+/// its diagram in `diagram.svg`.
+pub fn figure_command(figure: &Figure) -> String {
+    let mut cmd = format!(
+        "pushpull run {}{} --diagram diagram.svg",
+        shell_quote(figure.lesson),
+        set_args(figure.overrides)
+    );
+    if let Some(window) = figure.window {
+        cmd.push_str(&format!(" --window {}", shell_quote(window)));
+    }
+    cmd
+}
+
+/// The command line that reproduces `comparison`.
+pub fn comparison_command(comparison: &Comparison) -> String {
+    format!(
+        "pushpull compare {}{}",
+        shell_quote(comparison.lesson),
+        set_args(comparison.overrides)
+    )
+}
+
+pub(super) fn overrides_vec(overrides: &[&str]) -> Vec<String> {
+    overrides.iter().map(|s| s.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(
+            shell_quote("short_polling.interval=1s"),
+            "short_polling.interval=1s"
+        );
+        assert_eq!(
+            shell_quote(r#"faults=[{cut="client-1",from="60s",to="80s"}]"#),
+            r#"'faults=[{cut="client-1",from="60s",to="80s"}]'"#
+        );
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn figure_commands() {
+        let f = Figure::new("x", "short_polling", &["a=1", "b=[2]"]).window("25s..45s");
+        assert_eq!(
+            figure_command(&f),
+            "pushpull run short_polling --set a=1 --set 'b=[2]' --diagram diagram.svg --window 25s..45s"
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! The mechanisms, one file each, server and client side by side. This is
+//! the one place that matches on [`Mechanism`]: the run asks here which
+//! software each host runs.
+
+pub mod long_polling;
+pub mod short_polling;
+pub mod sse;
+
+use crate::scenario::Mechanism;
+use crate::wire::http::Response;
+use crate::world::context::{ClientCtx, ServerCtx};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A host's software, as turmoil runs it.
+pub type HostSoftware = Pin<Box<dyn Future<Output = turmoil::Result>>>;
+/// A client's software, a task on its host.
+pub type ClientSoftware = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The server of `mechanism`.
+pub fn server(mechanism: Mechanism, ctx: ServerCtx) -> HostSoftware {
+    match mechanism {
+        Mechanism::ShortPolling => Box::pin(short_polling::server(ctx)),
+        Mechanism::LongPolling => Box::pin(long_polling::server(ctx)),
+        Mechanism::Sse => Box::pin(sse::server(ctx)),
+    }
+}
+
+/// One client of `mechanism`.
+pub fn client(mechanism: Mechanism, ctx: ClientCtx) -> ClientSoftware {
+    match mechanism {
+        Mechanism::ShortPolling => Box::pin(short_polling::client(ctx)),
+        Mechanism::LongPolling => Box::pin(long_polling::client(ctx)),
+        Mechanism::Sse => Box::pin(sse::client(ctx)),
+    }
+}
+
+/// How a proxy relaying `mechanism`'s whole answers counts the events in
+/// them, for its trace (it relays; it does not understand them).
+pub fn answer_counter(mechanism: Mechanism) -> fn(&Response) -> Option<u32> {
+    match mechanism {
+        Mechanism::ShortPolling | Mechanism::LongPolling => short_polling::count_events,
+        // Streams are counted block by block as they pass.
+        Mechanism::Sse => |_| None,
+    }
+}

@@ -1,0 +1,299 @@
+//! The run: a plan turned into hosts on turmoil's simulated network, driven
+//! step by step through simulated time, with events published and faults
+//! applied on schedule.
+//!
+//! ```text
+//!   client-1 ─┐
+//!   client-2 ─┼── 40 ms ± jitter ── [proxy] ── server   (event log beside it, like a database)
+//!   client-3 ─┘
+//! ```
+//!
+//! Every host is real async code on a tokio runtime whose clock is simulated:
+//! `sleep(5s)` takes five simulated seconds and no real ones. turmoil moves the
+//! bytes between hosts with the scenario's latency and can cut links or crash
+//! hosts. Nothing here reads the wall clock, and every random choice comes from
+//! the scenario's seed, so one scenario gives one trace, byte for byte.
+//!
+//! Layout: one `server` host, an optional `proxy`, and the client hosts of
+//! the plan (`client-1` .. `client-H`, each running the clients the plan
+//! gives it). Each host's role is the first thing the trace records.
+
+use crate::mechanisms;
+use crate::record::report::{Metrics, Report};
+use crate::record::trace::{Event, Role, Tracer};
+use crate::scenario::plan::derive_seed;
+use crate::scenario::{CutKind, FaultPlan, Plan, Span};
+use crate::world::conn::Loss;
+use crate::world::context::{ClientCtx, ServerCtx};
+use crate::world::event_log::{EventLog, payload};
+use crate::world::network::{HostNet, Switchboard};
+use crate::world::proxy::ProxyCtx;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
+use std::io::Write;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+/// Whether this build can promise determinism. turmoil seeds each host's tokio
+/// runtime (whose RNG `select!` uses) from the simulation seed only under
+/// `--cfg tokio_unstable`, which `.cargo/config.toml` sets.
+pub const DETERMINISTIC: bool = cfg!(tokio_unstable);
+
+/// The simulated wall clock starts here (2026-01-01T00:00:00Z), whatever the
+/// real date: anything that reads "the time" inside a run reads this.
+pub const EPOCH_UNIX_SECS: u64 = 1_767_225_600;
+
+/// The pseudo-host network-wide faults (cuts, heals) are recorded on.
+pub const NETWORK: &str = "network";
+
+pub struct RunOptions {
+    /// Where to write the trace as JSON lines, if anywhere.
+    pub trace_file: Option<Box<dyn Write>>,
+    /// Keep the records in memory (for the diagram and for lessons).
+    pub keep_records: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            trace_file: None,
+            keep_records: true,
+        }
+    }
+}
+
+pub struct RunOutcome {
+    pub report: Report,
+    /// The trace, if `keep_records` was set.
+    pub records: Vec<Record>,
+}
+
+use crate::record::trace::Record;
+
+/// Runs the same plan (network, workload, faults) under every mechanism, in
+/// `Mechanism::ALL` order: what `pushpull compare` prints.
+pub fn compare(plan: &Plan) -> Result<Vec<Report>, String> {
+    crate::scenario::Mechanism::ALL
+        .iter()
+        .map(|&mechanism| {
+            let options = RunOptions {
+                trace_file: None,
+                keep_records: false,
+            };
+            run(&plan.with_mechanism(mechanism), options).map(|outcome| outcome.report)
+        })
+        .collect()
+}
+
+/// Something the run loop does at a given time.
+enum Action<'a> {
+    Publish,
+    Cut(&'a [String], CutKind),
+    Heal(&'a [String], CutKind),
+    Crash(&'a str),
+    Restart(&'a str),
+}
+
+/// Runs `plan` to the end and reports on it.
+pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
+    let scenario = plan.scenario.clone();
+    let end = plan.end();
+    let tracer = Tracer::new(options.trace_file, options.keep_records);
+    let metrics = Rc::new(RefCell::new(Metrics::default()));
+    tracer.observe(metrics.clone());
+
+    let net = &scenario.network;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(derive_seed(scenario.seed, "turmoil"))
+        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_SECS))
+        .simulation_duration(end.to_std() + Duration::from_secs(1))
+        .tick_duration(net.tick.to_std())
+        .min_message_latency(net.latency.to_std())
+        .max_message_latency(Span(net.latency.0 + net.jitter.0).to_std())
+        // turmoil's TCP buffer size is also the listen backlog: more
+        // simultaneous connects than this would panic inside turmoil.
+        .tcp_capacity(scenario.workload.clients as usize + 256)
+        // Linux's ephemeral port range (28k ports), so that connection names
+        // look like a real machine's and a host can hold many connections.
+        .ephemeral_ports(32768..=60999)
+        .build();
+
+    let switchboard = Switchboard::default();
+    let host_net = |host: &str| HostNet {
+        switchboard: switchboard.clone(),
+        trace: tracer.on(host),
+        loss: Loss {
+            probability: net.loss,
+            rng: Rc::new(RefCell::new(ChaCha8Rng::seed_from_u64(derive_seed(
+                scenario.seed,
+                &format!("loss/{host}"),
+            )))),
+        },
+    };
+    let declare = |host: &str, role: Role, clients: Vec<u32>| {
+        tracer.at(0, host, Event::Host { role, clients });
+    };
+
+    let log = EventLog::default();
+    let server_ctx = ServerCtx {
+        net: host_net("server"),
+        log: log.clone(),
+        scenario: scenario.clone(),
+    };
+    let mechanism = scenario.mechanism;
+    declare("server", Role::Server, Vec::new());
+    // A closure, not a future: turmoil calls it again to restart the host
+    // after a crash. The event log is outside it, so it survives.
+    sim.host("server", move || {
+        mechanisms::server(mechanism, server_ctx.clone())
+    });
+
+    // With a proxy, clients talk to it and it talks to the server; faults
+    // that cut a client cut it from the proxy, the host it really reaches.
+    let upstream = if scenario.proxy.enabled {
+        let proxy_ctx = ProxyCtx {
+            net: host_net("proxy"),
+            config: scenario.proxy.clone(),
+            count_events: mechanisms::answer_counter(mechanism),
+        };
+        declare("proxy", Role::Proxy, Vec::new());
+        sim.host("proxy", move || {
+            crate::world::proxy::proxy(proxy_ctx.clone())
+        });
+        "proxy"
+    } else {
+        "server"
+    };
+
+    for host in &plan.client_hosts {
+        declare(&host.name, Role::Client, host.clients.clone());
+        let ids = host.clients.clone();
+        let hn = host_net(&host.name);
+        let scenario = scenario.clone();
+        let log = log.clone();
+        sim.host(host.name.as_str(), move || {
+            let ctxs: Vec<ClientCtx> = ids
+                .iter()
+                .map(|&id| {
+                    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
+                        scenario.seed,
+                        &format!("client/{id}"),
+                    ));
+                    let spread = scenario.workload.join_spread.as_micros();
+                    let join = if spread == 0 {
+                        0
+                    } else {
+                        rng.random_range(0..spread)
+                    };
+                    ClientCtx {
+                        id,
+                        net: hn.clone(),
+                        scenario: scenario.clone(),
+                        upstream: upstream.to_string(),
+                        join_after: Duration::from_micros(join),
+                        rng: RefCell::new(rng),
+                        log: log.clone(),
+                    }
+                })
+                .collect();
+            async move {
+                for ctx in ctxs {
+                    tokio::task::spawn_local(mechanisms::client(mechanism, ctx));
+                }
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+
+    // The schedule: publications and faults, in time order.
+    let mut actions: Vec<(Span, Action)> = plan
+        .publications
+        .iter()
+        .map(|&t| (t, Action::Publish))
+        .collect();
+    for fault in &plan.faults {
+        match fault {
+            FaultPlan::Cut {
+                hosts,
+                from,
+                to,
+                how,
+            } => {
+                actions.push((*from, Action::Cut(hosts, *how)));
+                actions.push((*to, Action::Heal(hosts, *how)));
+            }
+            FaultPlan::Crash { host, at, restart } => {
+                actions.push((*at, Action::Crash(host)));
+                actions.push((*restart, Action::Restart(host)));
+            }
+        }
+    }
+    // Stable: at equal times, publications first, then faults in file order.
+    actions.sort_by_key(|(t, _)| *t);
+
+    let mut next = 0;
+    loop {
+        let now = Span::from_std(sim.elapsed());
+        while next < actions.len() && actions[next].0 <= now {
+            let t = now.as_micros();
+            match &actions[next].1 {
+                Action::Publish => {
+                    let id = log.last_id() + 1;
+                    log.append(payload(id, scenario.workload.payload_bytes), t);
+                    tracer.at(t, "server", Event::Publish { event: id });
+                }
+                Action::Cut(hosts, how) => {
+                    for h in hosts.iter() {
+                        match how {
+                            CutKind::Hold => sim.hold(h.as_str(), upstream),
+                            CutKind::Silent | CutKind::Reset => sim.partition(h.as_str(), upstream),
+                        }
+                    }
+                    if *how == CutKind::Reset {
+                        switchboard.reset(hosts);
+                    }
+                    let hosts = hosts.to_vec();
+                    tracer.at(t, NETWORK, Event::Cut { hosts, how: *how });
+                }
+                Action::Heal(hosts, how) => {
+                    for h in hosts.iter() {
+                        match how {
+                            CutKind::Hold => sim.release(h.as_str(), upstream),
+                            CutKind::Silent | CutKind::Reset => sim.repair(h.as_str(), upstream),
+                        }
+                    }
+                    let hosts = hosts.to_vec();
+                    tracer.at(t, NETWORK, Event::Heal { hosts });
+                }
+                Action::Crash(host) => {
+                    sim.crash(*host);
+                    tracer.at(t, host, Event::Crash);
+                }
+                Action::Restart(host) => {
+                    sim.bounce(*host);
+                    tracer.at(t, host, Event::Restart);
+                }
+            }
+            next += 1;
+        }
+        if now >= end {
+            break;
+        }
+        sim.step()
+            .map_err(|e| format!("the simulation stopped: {e}"))?;
+    }
+    // The hosts hold handles to the trace; they must be gone before it ends.
+    drop(sim);
+    let finished = tracer
+        .finish()
+        .map_err(|e| format!("could not write the trace: {e}"))?;
+    let metrics = Rc::try_unwrap(metrics)
+        .unwrap_or_else(|_| panic!("the trace is finished, so nothing else observes it"))
+        .into_inner();
+    Ok(RunOutcome {
+        report: metrics.into_report(&scenario, finished.hash),
+        records: finished.records,
+    })
+}

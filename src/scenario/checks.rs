@@ -1,0 +1,181 @@
+//! What serde cannot check: ranges, and how the fields of one section relate.
+//! Each section checks itself; what spans sections (events and faults within
+//! the run's duration, the hosts a fault names) is checked where the run is
+//! planned (`plan.rs`).
+
+use super::{
+    Events, LongPolling, MAX_CLIENT_HOSTS, MAX_CLIENTS, MAX_DURATION, MAX_PAYLOAD_BYTES, Network,
+    Proxy, Scenario, ScenarioError, ShortPolling, Span, Sse, Workload, err,
+};
+
+/// A span that must be at least 1 ms.
+fn at_least_1ms(field: &str, span: Span) -> Result<(), ScenarioError> {
+    if span < Span::from_millis(1) {
+        return Err(err(field, "must be at least 1ms"));
+    }
+    Ok(())
+}
+
+/// `initial` and `max` of an exponential backoff.
+fn backoff(section: &str, initial: Span, max: Span) -> Result<(), ScenarioError> {
+    if initial < Span::from_millis(1) || max < initial {
+        return Err(err(
+            format!("{section}.backoff_initial"),
+            format!("must be at least 1ms and at most {section}.backoff_max"),
+        ));
+    }
+    Ok(())
+}
+
+impl Scenario {
+    /// Checks every section.
+    pub(super) fn check_sections(&self) -> Result<(), ScenarioError> {
+        if self.duration == Span::ZERO || self.duration > MAX_DURATION {
+            return Err(err("duration", "must be more than 0 and at most 24h"));
+        }
+        if self.drain > MAX_DURATION {
+            return Err(err("drain", "must be at most 24h"));
+        }
+        self.network.check()?;
+        self.workload.check()?;
+        self.short_polling.check()?;
+        self.long_polling.check()?;
+        self.sse.check()?;
+        self.proxy.check()
+    }
+}
+
+impl Network {
+    fn check(&self) -> Result<(), ScenarioError> {
+        if !(0.0..=1.0).contains(&self.loss) || self.loss.is_nan() {
+            return Err(err(
+                "network.loss",
+                format!(
+                    "is {}, but a probability must be between 0 and 1",
+                    self.loss
+                ),
+            ));
+        }
+        if self.loss >= 1.0 {
+            return Err(err(
+                "network.loss",
+                "1 would break every connection; use less than 1",
+            ));
+        }
+        if self.tick < Span::from_millis(1) || self.tick > Span::from_secs(1) {
+            return Err(err("network.tick", "must be between 1ms and 1s"));
+        }
+        if self.latency > Span::from_secs(60) {
+            return Err(err("network.latency", "must be at most 60s"));
+        }
+        if self.jitter > Span::from_secs(60) {
+            return Err(err("network.jitter", "must be at most 60s"));
+        }
+        Ok(())
+    }
+}
+
+impl Workload {
+    fn check(&self) -> Result<(), ScenarioError> {
+        if self.clients == 0 || self.clients > MAX_CLIENTS {
+            return Err(err(
+                "workload.clients",
+                format!("must be between 1 and {MAX_CLIENTS}"),
+            ));
+        }
+        if self.client_hosts > MAX_CLIENT_HOSTS || self.client_hosts > self.clients {
+            return Err(err(
+                "workload.client_hosts",
+                format!("must be 0 (automatic) or between 1 and min(clients, {MAX_CLIENT_HOSTS})"),
+            ));
+        }
+        if self.payload_bytes > MAX_PAYLOAD_BYTES {
+            return Err(err(
+                "workload.payload_bytes",
+                format!("must be at most {MAX_PAYLOAD_BYTES}"),
+            ));
+        }
+        self.events.check()
+    }
+}
+
+impl Events {
+    fn check(&self) -> Result<(), ScenarioError> {
+        let kinds =
+            self.every.is_some() as u8 + self.rate.is_some() as u8 + (!self.at.is_empty()) as u8;
+        if kinds > 1 {
+            return Err(err(
+                "workload.events",
+                "give exactly one of `every`, `rate` or `at`",
+            ));
+        }
+        if let Some(every) = self.every {
+            at_least_1ms("workload.events.every", every)?;
+        }
+        if let Some(rate) = self.rate
+            && !(rate > 0.0 && rate <= 10_000.0)
+        {
+            return Err(err(
+                "workload.events.rate",
+                format!("is {rate}; events per second must be more than 0 and at most 10000"),
+            ));
+        }
+        if self.count == Some(0) {
+            return Err(err("workload.events.count", "must be at least 1"));
+        }
+        if self.count.is_some() && self.every.is_none() && self.rate.is_none() {
+            return Err(err("workload.events.count", "goes with `every` or `rate`"));
+        }
+        Ok(())
+    }
+}
+
+impl ShortPolling {
+    fn check(&self) -> Result<(), ScenarioError> {
+        at_least_1ms("short_polling.interval", self.interval)?;
+        at_least_1ms(
+            "short_polling.server_idle_timeout",
+            self.server_idle_timeout,
+        )?;
+        at_least_1ms("short_polling.request_timeout", self.request_timeout)?;
+        backoff("short_polling", self.backoff_initial, self.backoff_max)
+    }
+}
+
+impl LongPolling {
+    fn check(&self) -> Result<(), ScenarioError> {
+        at_least_1ms("long_polling.hold", self.hold)?;
+        if self.client_timeout <= self.hold {
+            return Err(err(
+                "long_polling.client_timeout",
+                format!(
+                    "{} must be longer than long_polling.hold ({}) plus a round trip, or quiet holds end with the client giving up",
+                    self.client_timeout, self.hold
+                ),
+            ));
+        }
+        backoff("long_polling", self.backoff_initial, self.backoff_max)
+    }
+}
+
+impl Sse {
+    fn check(&self) -> Result<(), ScenarioError> {
+        at_least_1ms("sse.client_default_retry", self.client_default_retry)?;
+        if self.history == 0 || self.history > 1_000_000 {
+            return Err(err("sse.history", "must be between 1 and 1000000 events"));
+        }
+        if let Some(retry) = self.retry {
+            at_least_1ms("sse.retry", retry)?;
+        }
+        Ok(())
+    }
+}
+
+impl Proxy {
+    fn check(&self) -> Result<(), ScenarioError> {
+        if self.buffer_kib == 0 || self.buffer_kib > 1024 {
+            return Err(err("proxy.buffer_kib", "must be between 1 and 1024"));
+        }
+        Ok(())
+    }
+}

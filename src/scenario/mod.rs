@@ -1,0 +1,418 @@
+//! The scenario: everything a run depends on, in one serde type.
+//!
+//! A scenario is a TOML file in `lessons/` (or anywhere), plus `--set path=value`
+//! overrides from the command line. Every field has a default, so a scenario file
+//! only names what its lesson is about:
+//!
+//! ```toml
+//! mechanism = "short_polling"
+//! seed = 7
+//! duration = "5m"
+//!
+//! [network]
+//! latency = "40ms"      # one way, client <-> server
+//! jitter = "10ms"       # extra delay per message, 0..=jitter
+//!
+//! [workload]
+//! clients = 3
+//! events = { every = "60s", start = "30s" }
+//!
+//! [short_polling]
+//! interval = "5s"
+//!
+//! [[faults]]
+//! cut = "client-1"      # or "all-clients"
+//! from = "60s"
+//! to = "80s"
+//! ```
+//!
+//! Bad input is an error that names the field and says what is allowed. There are
+//! no silent defaults for a value that was written but not understood.
+
+mod checks;
+pub mod lessons;
+mod load;
+pub mod plan;
+pub mod span;
+
+pub use plan::{CutKind, FaultPlan, Plan};
+pub use span::Span;
+
+use serde::{Deserialize, Serialize};
+use span::zero_is_off;
+use std::fmt;
+
+/// Which mechanism carries the events from the server to the clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mechanism {
+    ShortPolling,
+    LongPolling,
+    Sse,
+}
+
+impl Mechanism {
+    /// Every mechanism the sandbox can run, in the order `compare` shows them.
+    pub const ALL: &'static [Mechanism] = &[
+        Mechanism::ShortPolling,
+        Mechanism::LongPolling,
+        Mechanism::Sse,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::ShortPolling => "short_polling",
+            Mechanism::LongPolling => "long_polling",
+            Mechanism::Sse => "sse",
+        }
+    }
+}
+
+/// The whole scenario. `deny_unknown_fields` everywhere: a typo must be an
+/// error, not a parameter that silently keeps its default.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scenario {
+    /// A one-line description, shown by `pushpull lessons`.
+    pub description: String,
+    pub mechanism: Mechanism,
+    /// Every random choice of a run (jitter, loss, event times) comes from this.
+    pub seed: u64,
+    /// How long events are published and faults may happen.
+    pub duration: Span,
+    /// Quiet time after `duration`: no new events and no faults, so that what is
+    /// still in flight can arrive. What has not arrived by then counts as lost.
+    pub drain: Span,
+    pub network: Network,
+    pub workload: Workload,
+    pub short_polling: ShortPolling,
+    pub long_polling: LongPolling,
+    pub sse: Sse,
+    /// An optional HTTP proxy (a load balancer) between clients and server.
+    pub proxy: Proxy,
+    pub faults: Vec<Fault>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            description: String::new(),
+            mechanism: Mechanism::ShortPolling,
+            seed: 1,
+            duration: Span::from_secs(300),
+            drain: Span::from_secs(30),
+            network: Network::default(),
+            workload: Workload::default(),
+            short_polling: ShortPolling::default(),
+            long_polling: LongPolling::default(),
+            sse: Sse::default(),
+            proxy: Proxy::default(),
+            faults: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// One-way delay of every message between two hosts.
+    pub latency: Span,
+    /// Extra one-way delay per message, drawn from 0..=jitter (turmoil's curve
+    /// favours small values: most messages get far less than `jitter`).
+    pub jitter: Span,
+    /// Probability that a message breaks the connection carrying it, the way a
+    /// TCP connection gives up when its segments stop getting through. The
+    /// message is not delivered and both ends see the connection die.
+    pub loss: f64,
+    /// Resolution of simulated time: every host runs once per tick.
+    pub tick: Span,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            latency: Span::from_millis(40),
+            jitter: Span::ZERO,
+            loss: 0.0,
+            tick: Span::from_millis(1),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    pub clients: u32,
+    /// How many client hosts the clients are spread over. Each host is one
+    /// machine on the simulated network (faults address hosts); its clients run
+    /// as tasks on it. 0 means automatic: one host per client up to 10
+    /// clients (so a fault can single one out), 4 hosts beyond that (turmoil
+    /// visits every host every tick, so each host costs time even when idle).
+    pub client_hosts: u32,
+    /// When the server's events happen.
+    pub events: Events,
+    /// Bytes of application payload per event.
+    pub payload_bytes: u32,
+    /// Clients join at random moments (from the seed) within this span, like
+    /// people opening a page, rather than all in the same millisecond.
+    pub join_spread: Span,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            clients: 3,
+            client_hosts: 0,
+            events: Events::default(),
+            payload_bytes: 64,
+            join_spread: Span::from_secs(5),
+        }
+    }
+}
+
+/// When events are published: exactly one of `every`, `rate` or `at`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Events {
+    /// One event every this long, starting at `start`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every: Option<Span>,
+    /// Random (Poisson) arrivals at this many events per second, from the seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Explicit publication times.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub at: Vec<Span>,
+    /// First event time for `every` and `rate`.
+    pub start: Span,
+    /// With `every` or `rate`: stop after this many events (a burst).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShortPolling {
+    /// Time from the start of one poll to the start of the next (a fixed
+    /// schedule, like `setInterval`).
+    pub interval: Span,
+    /// A poll that has no complete answer after this long is abandoned.
+    pub request_timeout: Span,
+    /// First wait after a failed poll; doubled after each further failure.
+    pub backoff_initial: Span,
+    /// The doubling stops here.
+    pub backoff_max: Span,
+    /// Reuse one TCP connection for many polls (HTTP/1.1 keep-alive), as
+    /// browsers do. `false` opens a new connection for every poll.
+    pub keep_alive: bool,
+    /// The server closes a keep-alive connection that has been quiet this long.
+    pub server_idle_timeout: Span,
+}
+
+impl Default for ShortPolling {
+    fn default() -> Self {
+        ShortPolling {
+            interval: Span::from_secs(5),
+            request_timeout: Span::from_secs(2),
+            backoff_initial: Span::from_millis(500),
+            backoff_max: Span::from_secs(8),
+            keep_alive: true,
+            server_idle_timeout: Span::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LongPolling {
+    /// How long the server holds a request that has nothing to answer yet.
+    /// The seed notes' notification example holds for 30-60 s.
+    pub hold: Span,
+    /// The client abandons a request with no answer after this long. A little
+    /// above `hold`, so that a held request normally ends with the server's
+    /// empty answer, not with the client giving up.
+    pub client_timeout: Span,
+    /// First wait after a failed request; doubled after each further failure.
+    pub backoff_initial: Span,
+    /// The doubling stops here.
+    pub backoff_max: Span,
+}
+
+impl Default for LongPolling {
+    fn default() -> Self {
+        LongPolling {
+            hold: Span::from_secs(30),
+            client_timeout: Span::from_secs(35),
+            backoff_initial: Span::from_millis(500),
+            backoff_max: Span::from_secs(8),
+        }
+    }
+}
+
+/// What an SSE server does instead of streaming, from `refuse_after` on
+/// (to show how EventSource reacts to each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SseRefusal {
+    /// `500 Internal Server Error`.
+    #[serde(rename = "status_500")]
+    Status500,
+    /// `204 No Content`: the documented way to tell EventSource to stop.
+    #[serde(rename = "status_204")]
+    Status204,
+    /// `200 OK` with `Content-Type: application/json`.
+    WrongContentType,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sse {
+    /// Send `retry: <ms>` at the start of each stream, setting the client's
+    /// reconnection time. Unset: the client keeps its default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Span>,
+    /// The client's reconnection time until a `retry` field says otherwise.
+    /// Browsers pick a few seconds (Chromium 3 s, Firefox 5 s).
+    pub client_default_retry: Span,
+    /// A comment line (`: heartbeat`) after this much silence. `0` sends none.
+    #[serde(with = "zero_is_off")]
+    pub heartbeat: Option<Span>,
+    /// The client treats this much silence as a dead connection and
+    /// reconnects. `0` never does, like a browser's EventSource.
+    #[serde(with = "zero_is_off")]
+    pub client_heartbeat_timeout: Option<Span>,
+    /// How many recent events the server keeps for `Last-Event-ID` replay.
+    pub history: u32,
+    /// From this time on the server answers new stream requests with
+    /// `refuse_with` instead of a stream. `0` never.
+    #[serde(with = "zero_is_off")]
+    pub refuse_after: Option<Span>,
+    pub refuse_with: SseRefusal,
+    /// Send `X-Accel-Buffering: no` with the stream: the header nginx (and
+    /// our proxy in `buffer` mode) obeys to pass this response on unbuffered.
+    pub no_proxy_buffering: bool,
+}
+
+impl Default for Sse {
+    fn default() -> Self {
+        Sse {
+            retry: None,
+            client_default_retry: Span::from_secs(3),
+            heartbeat: Some(Span::from_secs(15)),
+            client_heartbeat_timeout: None,
+            history: 1000,
+            refuse_after: None,
+            refuse_with: SseRefusal::Status500,
+            no_proxy_buffering: false,
+        }
+    }
+}
+
+/// What the proxy does to the traffic it forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyMode {
+    /// Forward each request, response and stream block as soon as it is complete.
+    Forward,
+    /// Hold a streamed response's bytes until `buffer_kib` have gathered or
+    /// the response ends, as nginx does with `proxy_buffering on`.
+    Buffer,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Proxy {
+    /// Put a `proxy` host between the clients and the server.
+    pub enabled: bool,
+    pub mode: ProxyMode,
+    /// Close a connection pair on which no message has moved for this long,
+    /// as load balancers do (60 s is a common default). `0` never closes.
+    #[serde(with = "zero_is_off")]
+    pub idle_timeout: Option<Span>,
+    /// In `buffer` mode: how much of a streamed response to gather before
+    /// passing it on.
+    pub buffer_kib: u32,
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        Proxy {
+            enabled: false,
+            mode: ProxyMode::Forward,
+            idle_timeout: Some(Span::from_secs(60)),
+            buffer_kib: 16,
+        }
+    }
+}
+
+/// One fault: either a cut-off (`cut`, `from`, `to`) or a crash (`crash`, `at`, `restart`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fault {
+    /// Cut these off from the server: `"client-2"` (a client host) or `"all-clients"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<Span>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<Span>,
+    /// With a cut: reset the cut hosts' connections when it starts (a phone
+    /// losing its network: every app hears at once). Without it the cut is
+    /// silent: packets vanish and nobody is told until a timer says so.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
+    /// With a cut: packets wait at the cut and all arrive when it heals, as
+    /// TCP's retransmissions deliver them after a short outage whose path
+    /// survived. Connections live on, only late. Without it (and without
+    /// `reset`) packets sent during the cut are gone, and so is any
+    /// connection that lost one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hold: bool,
+    /// Crash this host (only `"server"` for now) ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash: Option<String>,
+    /// ... at this time ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<Span>,
+    /// ... and start it again at this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<Span>,
+}
+
+/// A scenario error: the dotted path of the field at fault and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> ScenarioError {
+    ScenarioError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Upper bounds, so that a typo cannot ask for a run that never ends.
+pub const MAX_CLIENTS: u32 = 100_000;
+pub const MAX_CLIENT_HOSTS: u32 = 100;
+pub const MAX_DURATION: Span = Span(24 * 3600 * 1_000_000);
+pub const MAX_PAYLOAD_BYTES: u32 = 1 << 20;
+pub const MAX_EVENTS: usize = 1_000_000;
+/// (client, event) deliveries a run may keep latencies for.
+pub const MAX_DELIVERIES: u64 = 50_000_000;
+/// Simultaneous connections one host can open (its port range, 32768..=60999,
+/// with room for the ones still closing).
+pub const MAX_CONNECTIONS_PER_HOST: u32 = 25_000;

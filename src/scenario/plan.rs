@@ -1,0 +1,408 @@
+//! The plan: a scenario resolved, once, into what a run needs. Which hosts
+//! exist and which clients each runs, when each event is published, which
+//! fault happens when and to whom, with every value checked and typed.
+//! Nothing downstream reads the scenario's JSON back or checks it again.
+
+use super::{
+    MAX_CONNECTIONS_PER_HOST, MAX_DELIVERIES, MAX_EVENTS, Mechanism, Scenario, ScenarioError, Span,
+    err,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::rc::Rc;
+
+/// A scenario, checked and resolved.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The parameters, as given (defaults filled in).
+    pub scenario: Rc<Scenario>,
+    /// The client hosts, `client-1` .. `client-H`, with the clients each runs.
+    pub client_hosts: Vec<ClientHost>,
+    /// When the server publishes each event, in order.
+    pub publications: Vec<Span>,
+    /// The faults, in the order the scenario lists them.
+    pub faults: Vec<FaultPlan>,
+}
+
+/// One client host and the clients it runs (client k lives on host
+/// `client-((k-1) mod H + 1)`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientHost {
+    pub name: String,
+    pub clients: Vec<u32>,
+}
+
+/// How a cut behaves while it lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CutKind {
+    /// Packets vanish and nobody is told: a connection that lost one is
+    /// stuck until a timer notices.
+    Silent,
+    /// Packets wait at the cut and all arrive when it heals, as TCP's
+    /// retransmissions deliver them after a short outage.
+    Hold,
+    /// The cut hosts' connections are reset at once (a phone losing its
+    /// network: every app hears), then packets vanish like a silent cut.
+    Reset,
+}
+
+/// A fault, checked and resolved to hosts: what the run loop acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultPlan {
+    /// Cut these client hosts off from the host they talk to, `from`..`to`.
+    Cut {
+        hosts: Vec<String>,
+        from: Span,
+        to: Span,
+        how: CutKind,
+    },
+    /// Crash `host` at `at`, start it again at `restart`.
+    Crash {
+        host: String,
+        at: Span,
+        restart: Span,
+    },
+}
+
+/// A seed for one purpose, derived from the scenario's seed, so that drawing
+/// more random numbers for one thing never shifts another.
+pub fn derive_seed(seed: u64, purpose: &str) -> u64 {
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(purpose.as_bytes());
+    let digest = h.finalize();
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+impl Plan {
+    /// Reads a scenario from TOML text with `--set` overrides and resolves it.
+    pub fn from_toml(text: &str, overrides: &[String]) -> Result<Plan, ScenarioError> {
+        Plan::new(Scenario::parse(text, overrides)?)
+    }
+
+    /// Checks `scenario` and resolves it: the one place a scenario is checked.
+    pub fn new(scenario: Scenario) -> Result<Plan, ScenarioError> {
+        scenario.check_sections()?;
+        let s = &scenario;
+        let e = &s.workload.events;
+        for (i, t) in e.at.iter().enumerate() {
+            after_the_end(s, &format!("workload.events.at.{i}"), *t)?;
+        }
+        after_the_end(s, "workload.events.start", e.start)?;
+        if s.workload.join_spread > s.duration {
+            return Err(err(
+                "workload.join_spread",
+                "must be at most the run's duration",
+            ));
+        }
+        let client_hosts = client_hosts(s);
+        let publications = publication_times(s)?;
+        // Memory: the report keeps one latency per delivery.
+        let deliveries = (publications.len() as u64).saturating_mul(s.workload.clients as u64);
+        if deliveries > MAX_DELIVERIES {
+            return Err(err(
+                "workload.clients",
+                format!(
+                    "{} clients x {} events is more than {MAX_DELIVERIES} deliveries to keep; use fewer clients or events",
+                    s.workload.clients,
+                    publications.len()
+                ),
+            ));
+        }
+        // Ports: each client host opens one connection per client at a time,
+        // and a proxy one per client towards the server.
+        let per_host = client_hosts
+            .iter()
+            .map(|h| h.clients.len())
+            .max()
+            .unwrap_or(0) as u32;
+        let busiest = if s.proxy.enabled {
+            s.workload.clients
+        } else {
+            per_host
+        };
+        if busiest > MAX_CONNECTIONS_PER_HOST {
+            return Err(err(
+                "workload.clients",
+                format!(
+                    "a host would need {busiest} connections at once (at most {MAX_CONNECTIONS_PER_HOST}); raise workload.client_hosts{}",
+                    if s.proxy.enabled {
+                        " or drop the proxy"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        let faults = resolve_faults(s, &client_hosts)?;
+        Ok(Plan {
+            scenario: Rc::new(scenario),
+            client_hosts,
+            publications,
+            faults,
+        })
+    }
+
+    /// The same plan under another mechanism (what `compare` runs).
+    pub fn with_mechanism(&self, mechanism: Mechanism) -> Plan {
+        let mut scenario = (*self.scenario).clone();
+        scenario.mechanism = mechanism;
+        Plan {
+            scenario: Rc::new(scenario),
+            ..self.clone()
+        }
+    }
+
+    /// When the run ends: its duration and the quiet drain after it.
+    pub fn end(&self) -> Span {
+        Span(self.scenario.duration.0 + self.scenario.drain.0)
+    }
+}
+
+fn after_the_end(s: &Scenario, field: &str, t: Span) -> Result<Span, ScenarioError> {
+    if t > s.duration {
+        return Err(err(
+            field,
+            format!(
+                "{t} is after the end of the run (duration = {})",
+                s.duration
+            ),
+        ));
+    }
+    Ok(t)
+}
+
+/// How many client hosts: `workload.client_hosts`, or automatically one per
+/// client up to 10 clients (so a fault can single one out) and 4 beyond
+/// (turmoil visits every host every tick, so hosts cost time even when idle).
+fn client_hosts(s: &Scenario) -> Vec<ClientHost> {
+    let w = &s.workload;
+    let count = match w.client_hosts {
+        0 if w.clients <= 10 => w.clients,
+        0 => 4,
+        n => n,
+    };
+    (1..=count)
+        .map(|h| ClientHost {
+            name: format!("client-{h}"),
+            clients: (1..=w.clients)
+                .filter(|id| (id - 1) % count == h - 1)
+                .collect(),
+        })
+        .collect()
+}
+
+/// When the events happen, from `workload.events`.
+fn publication_times(s: &Scenario) -> Result<Vec<Span>, ScenarioError> {
+    let e = &s.workload.events;
+    let end = s.duration;
+    let mut times = Vec::new();
+    let too_many = || {
+        err(
+            "workload.events",
+            format!("more than {MAX_EVENTS} events in the run; lower the rate or shorten duration"),
+        )
+    };
+    if let Some(every) = e.every {
+        let mut t = e.start;
+        while t <= end {
+            times.push(t);
+            if times.len() > MAX_EVENTS {
+                return Err(too_many());
+            }
+            if e.count.is_some_and(|n| times.len() >= n as usize) {
+                break;
+            }
+            t = Span(t.0 + every.0);
+        }
+    } else if let Some(rate) = e.rate {
+        // Poisson arrivals: exponential gaps with mean 1/rate seconds.
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(s.seed, "events"));
+        let mut t = e.start.as_micros() as f64;
+        loop {
+            let u: f64 = rng.random_range(f64::EPSILON..1.0);
+            t += -u.ln() / rate * 1e6;
+            if t > end.as_micros() as f64 {
+                break;
+            }
+            // Events land on whole milliseconds, as the network does.
+            times.push(Span::from_millis((t / 1000.0).round() as u64));
+            if times.len() > MAX_EVENTS {
+                return Err(too_many());
+            }
+            if e.count.is_some_and(|n| times.len() >= n as usize) {
+                break;
+            }
+        }
+    } else {
+        times = e.at.clone();
+        times.sort();
+    }
+    Ok(times)
+}
+
+/// The faults, checked and resolved to hosts.
+fn resolve_faults(
+    s: &Scenario,
+    client_hosts: &[ClientHost],
+) -> Result<Vec<FaultPlan>, ScenarioError> {
+    let hosts: Vec<String> = client_hosts.iter().map(|h| h.name.clone()).collect();
+    let mut plans = Vec::new();
+    for (i, f) in s.faults.iter().enumerate() {
+        let at = |field: &str| format!("faults.{i}.{field}");
+        let within = |field: &str, t: Span| -> Result<Span, ScenarioError> {
+            if t > s.duration {
+                Err(err(
+                    at(field),
+                    format!(
+                        "{t} is after the end of the run (duration = {}); faults must happen within it",
+                        s.duration
+                    ),
+                ))
+            } else {
+                Ok(t)
+            }
+        };
+        match (&f.cut, &f.crash) {
+            (Some(target), None) => {
+                if f.at.is_some() || f.restart.is_some() {
+                    return Err(err(
+                        at("cut"),
+                        "a cut-off takes `from` and `to`, not `at`/`restart`",
+                    ));
+                }
+                let from = within(
+                    "from",
+                    f.from
+                        .ok_or_else(|| err(at("from"), "a cut-off needs `from`"))?,
+                )?;
+                let to = within(
+                    "to",
+                    f.to.ok_or_else(|| err(at("to"), "a cut-off needs `to`"))?,
+                )?;
+                if to <= from {
+                    return Err(err(at("to"), format!("{to} must be after `from` ({from})")));
+                }
+                let cut_hosts = if target == "all-clients" {
+                    hosts.clone()
+                } else if hosts.contains(target) {
+                    vec![target.clone()]
+                } else {
+                    return Err(err(
+                        at("cut"),
+                        format!(
+                            "{target:?} is not a client host; allowed: \"all-clients\" or one of {}",
+                            hosts.join(", ")
+                        ),
+                    ));
+                };
+                let how = match (f.hold, f.reset) {
+                    (false, false) => CutKind::Silent,
+                    (true, false) => CutKind::Hold,
+                    (false, true) => CutKind::Reset,
+                    (true, true) => {
+                        return Err(err(
+                            at("hold"),
+                            "a cut either holds packets (hold) or resets connections (reset), not both",
+                        ));
+                    }
+                };
+                plans.push(FaultPlan::Cut {
+                    hosts: cut_hosts,
+                    from,
+                    to,
+                    how,
+                });
+            }
+            (None, Some(target)) => {
+                if f.from.is_some() || f.to.is_some() || f.reset || f.hold {
+                    return Err(err(
+                        at("crash"),
+                        "a crash takes `at` and `restart`, not `from`/`to`",
+                    ));
+                }
+                if target != "server" {
+                    return Err(err(
+                        at("crash"),
+                        format!("{target:?} cannot crash; allowed: \"server\""),
+                    ));
+                }
+                let when = within(
+                    "at",
+                    f.at.ok_or_else(|| err(at("at"), "a crash needs `at`"))?,
+                )?;
+                let restart = within(
+                    "restart",
+                    f.restart.ok_or_else(|| {
+                        err(
+                            at("restart"),
+                            "a crash needs `restart` (when the server starts again)",
+                        )
+                    })?,
+                )?;
+                if restart <= when {
+                    return Err(err(
+                        at("restart"),
+                        format!("{restart} must be after `at` ({when})"),
+                    ));
+                }
+                plans.push(FaultPlan::Crash {
+                    host: target.clone(),
+                    at: when,
+                    restart,
+                });
+            }
+            _ => {
+                return Err(err(
+                    format!("faults.{i}"),
+                    "a fault is either `cut = \"client-1\"` with `from`/`to`, or `crash = \"server\"` with `at`/`restart`",
+                ));
+            }
+        }
+    }
+    // Overlapping windows would heal a link that another cut still holds,
+    // or restart a server that is running: refuse them.
+    for (i, a) in plans.iter().enumerate() {
+        for (j, b) in plans.iter().enumerate().skip(i + 1) {
+            let overlap = match (a, b) {
+                (
+                    FaultPlan::Cut {
+                        hosts: ha,
+                        from: fa,
+                        to: ta,
+                        ..
+                    },
+                    FaultPlan::Cut {
+                        hosts: hb,
+                        from: fb,
+                        to: tb,
+                        ..
+                    },
+                ) => ha.iter().any(|h| hb.contains(h)) && fa < tb && fb < ta,
+                (
+                    FaultPlan::Crash {
+                        host: ha,
+                        at: aa,
+                        restart: ra,
+                    },
+                    FaultPlan::Crash {
+                        host: hb,
+                        at: ab,
+                        restart: rb,
+                    },
+                ) => ha == hb && aa <= rb && ab <= ra,
+                _ => false,
+            };
+            if overlap {
+                return Err(err(
+                    format!("faults.{j}"),
+                    format!("overlaps faults.{i} on the same host; make the windows disjoint"),
+                ));
+            }
+        }
+    }
+    Ok(plans)
+}

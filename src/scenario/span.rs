@@ -1,0 +1,136 @@
+//! Spans of simulated time as scenario files write them: `250ms`, `5s`, `2m`.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// A span of simulated time, written in scenario files as `250ms`, `5s`, `2m`,
+/// `1.5s` or `0`. Stored in microseconds, the resolution of the trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Span(pub u64);
+
+impl Span {
+    pub const ZERO: Span = Span(0);
+
+    pub fn from_millis(ms: u64) -> Span {
+        Span(ms * 1000)
+    }
+    pub fn from_secs(s: u64) -> Span {
+        Span(s * 1_000_000)
+    }
+    pub fn as_micros(self) -> u64 {
+        self.0
+    }
+    pub fn as_millis_f64(self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+    pub fn to_std(self) -> Duration {
+        Duration::from_micros(self.0)
+    }
+    pub fn from_std(d: Duration) -> Span {
+        Span(d.as_micros() as u64)
+    }
+
+    /// Parses `250ms`, `5s`, `2m`, `1h`, `1.5s`, `300us` or a bare `0`.
+    pub fn parse(text: &str) -> Result<Span, String> {
+        let text = text.trim();
+        let wrong = || {
+            format!(
+                "invalid duration {text:?}: write a number and a unit, like \"250ms\", \"5s\", \"2m\" (units: us, ms, s, m, h)"
+            )
+        };
+        if text == "0" {
+            return Ok(Span::ZERO);
+        }
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(wrong)?;
+        let (number, unit) = text.split_at(split);
+        let micros_per_unit: f64 = match unit {
+            "us" => 1.0,
+            "ms" => 1e3,
+            "s" => 1e6,
+            "m" | "min" => 60e6,
+            "h" => 3600e6,
+            _ => return Err(wrong()),
+        };
+        let value: f64 = number.parse().map_err(|_| wrong())?;
+        let micros = value * micros_per_unit;
+        if !micros.is_finite() || micros > 1e15 {
+            return Err(format!("duration {text:?} is too long"));
+        }
+        Ok(Span(micros.round() as u64))
+    }
+}
+
+impl fmt::Display for Span {
+    /// Prints the shortest exact form: `250ms`, `5s`, `1m30s` is written `90s`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let us = self.0;
+        if us == 0 {
+            write!(f, "0s")
+        } else if us.is_multiple_of(1_000_000) {
+            write!(f, "{}s", us / 1_000_000)
+        } else if us.is_multiple_of(1000) {
+            write!(f, "{}ms", us / 1000)
+        } else {
+            write!(f, "{us}us")
+        }
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Span;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a duration such as \"250ms\" or \"5s\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Span, E> {
+                Span::parse(v).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Span, E> {
+                if v == 0 {
+                    Ok(Span::ZERO)
+                } else {
+                    Err(E::custom(format!(
+                        "a bare number ({v}) has no unit: write \"{v}ms\" or \"{v}s\""
+                    )))
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Span, E> {
+                self.visit_i64(v as i64)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Span, E> {
+                Err(E::custom(format!(
+                    "a bare number ({v}) has no unit: write \"{v}ms\" or \"{v}s\""
+                )))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Serde for a span where `0` means "off": `None` in the code, `"0s"` in a
+/// file, so that every timeout a learner can switch off is switched off the
+/// same way, and the code says `Option` where it means "maybe never".
+pub mod zero_is_off {
+    use super::Span;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Span>, s: S) -> Result<S::Ok, S::Error> {
+        value.unwrap_or(Span::ZERO).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Span>, D::Error> {
+        let span = Span::deserialize(d)?;
+        Ok((span != Span::ZERO).then_some(span))
+    }
+}

@@ -1,0 +1,74 @@
+//! What each host's software runs with: the server's context and each
+//! client's. Built by the run, handed to the mechanisms.
+
+use crate::record::trace::Event;
+use crate::scenario::{Scenario, Span};
+use crate::world::event_log::EventLog;
+use crate::world::network::HostNet;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// What the server side of a mechanism gets.
+#[derive(Clone)]
+pub struct ServerCtx {
+    pub net: HostNet,
+    pub log: EventLog,
+    pub scenario: Rc<Scenario>,
+}
+
+/// What one client gets: its number, its host's network, its own seeded RNG.
+pub struct ClientCtx {
+    pub id: u32,
+    pub net: HostNet,
+    pub scenario: Rc<Scenario>,
+    /// The host the client talks to (the server, or the proxy before it).
+    pub upstream: String,
+    pub join_after: Duration,
+    pub rng: RefCell<ChaCha8Rng>,
+    /// Only to stamp each delivery with its latency in the trace: clients
+    /// learn of events over the network, never from here.
+    pub log: EventLog,
+}
+
+impl ClientCtx {
+    /// Clients join at different moments, like people opening a page; the
+    /// moment is drawn from the seed within `workload.join_spread`.
+    pub async fn wait_to_join(&self) {
+        tokio::time::sleep(self.join_after).await;
+    }
+
+    /// Hands event `id` to the client's application: the moment that counts
+    /// for delivery latency, measured here once from its publication.
+    pub fn deliver(&self, id: u64) {
+        let now = turmoil::sim_elapsed().unwrap_or_default().as_micros() as u64;
+        let published = self.log.published_at_us(id).unwrap_or(now);
+        self.net.trace.record(Event::Deliver {
+            client: self.id,
+            event: id,
+            latency_us: now.saturating_sub(published),
+        });
+    }
+
+    /// Records why a request or a connection failed, for the trace.
+    pub fn report_error(&self, what: String) {
+        self.net.trace.record(Event::Error {
+            client: self.id,
+            what,
+        });
+    }
+
+    /// Exponential backoff with jitter: after the n-th failure in a row, wait
+    /// between half and all of `initial * 2^(n-1)` (capped at `max`). The
+    /// jitter keeps clients that failed together from retrying together.
+    pub fn backoff(&self, failures: u32, initial: Span, max: Span) -> Duration {
+        let doubled = initial
+            .as_micros()
+            .saturating_mul(1u64 << failures.saturating_sub(1).min(30));
+        let ceiling = doubled.min(max.as_micros()).max(1);
+        let wait = self.rng.borrow_mut().random_range(ceiling / 2..=ceiling);
+        Duration::from_micros(wait)
+    }
+}

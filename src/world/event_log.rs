@@ -1,0 +1,71 @@
+//! The server's event log: what the server has to tell its clients.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// One application event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppEvent {
+    /// 1, 2, 3, ... in publication order. Clients use it as their cursor.
+    pub id: u64,
+    pub data: String,
+}
+
+/// The log lives outside the server process, like a database would, so it
+/// survives a server crash and restart; the server reads it, the run loop
+/// appends to it at the scheduled times.
+#[derive(Clone, Default)]
+pub struct EventLog {
+    events: Rc<RefCell<Vec<AppEvent>>>,
+    /// When each event was published, in microseconds of simulated time (for
+    /// the trace's delivery latencies, not for the mechanisms).
+    published_us: Rc<RefCell<Vec<u64>>>,
+    /// Wakes whoever waits for new events (long polling, streams).
+    published: Rc<tokio::sync::Notify>,
+}
+
+impl EventLog {
+    /// Appends an event published at `t_us`; returns its id.
+    pub fn append(&self, data: String, t_us: u64) -> u64 {
+        let mut events = self.events.borrow_mut();
+        let id = events.len() as u64 + 1;
+        events.push(AppEvent { id, data });
+        self.published_us.borrow_mut().push(t_us);
+        self.published.notify_waiters();
+        id
+    }
+
+    /// Events with `id > after`, at most `limit` of them.
+    pub fn after(&self, after: u64, limit: usize) -> Vec<AppEvent> {
+        let events = self.events.borrow();
+        let start = (after as usize).min(events.len());
+        events[start..].iter().take(limit).cloned().collect()
+    }
+
+    pub fn last_id(&self) -> u64 {
+        self.events.borrow().len() as u64
+    }
+
+    /// When event `id` was published, if it was.
+    pub fn published_at_us(&self, id: u64) -> Option<u64> {
+        let index = (id as usize).checked_sub(1)?;
+        self.published_us.borrow().get(index).copied()
+    }
+
+    /// Resolves at the next `append`.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.published.notified()
+    }
+}
+
+/// The payload of event `id`: `payload_bytes` of readable text, so that a
+/// learner reading a trace or a wire dump can tell events apart.
+pub fn payload(id: u64, payload_bytes: u32) -> String {
+    let mut s = format!("event {id} ");
+    let n = payload_bytes as usize;
+    while s.len() < n {
+        s.push('.');
+    }
+    s.truncate(n);
+    s
+}
