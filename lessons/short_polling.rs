@@ -6,7 +6,7 @@ use crate::{delivery_delays_ms, mean, run};
 use pushpull::record::trace::Event;
 
 // ANCHOR: mostly_empty
-/// The seed notes: "99% of requests may return empty data". With an event a
+/// The study notes: "99% of requests may return empty data". With an event a
 /// minute and a poll every 5 s, about 11 of every 12 answers carry nothing.
 #[test]
 fn short_polling_sparse_events_make_most_answers_empty() {

@@ -216,7 +216,7 @@ fn sse_buffering_proxy_delays_delivery_until_the_header_fixes_it() {
 // ANCHOR_END: buffering_proxy
 
 // ANCHOR: streamed_response
-/// The seed notes' streamed response: an answer written piece by piece, 40
+/// The study notes' streamed response: an answer written piece by piece, 40
 /// pieces 50 ms apart. SSE hands each piece over one transit after it is
 /// written; long polling bunches them (a piece written while an answer
 /// travels waits for the next request), and short polling waits for polls.

@@ -6,14 +6,17 @@
 //! response, the head of a stream, a block of one), which request a response
 //! answers, the kind of a fault. Nothing downstream guesses from names.
 //!
-//! These are lines of `pushpull run short_polling --trace run.jsonl`:
+//! These are lines of `pushpull run short_polling --trace run.jsonl` (a test
+//! checks that the run still writes them):
 //!
 //! ```text
+//! {"t_us":0,"host":"server","ev":"host","role":"server"}
 //! {"t_us":0,"host":"client-1","ev":"host","role":"client","clients":[1]}
 //! {"t_us":3991000,"host":"client-1","ev":"connect","conn":"client-1:32768>server:80"}
 //! {"t_us":3991000,"host":"client-1","ev":"send","conn":"client-1:32768>server:80","dir":"up","seq":1,"kind":"request","what":"GET /updates?after=0","bytes":73}
 //! {"t_us":4034000,"host":"server","ev":"recv","conn":"client-1:32768>server:80","dir":"up","seq":1,"kind":"request","what":"GET /updates?after=0","bytes":73}
-//! {"t_us":4034000,"host":"server","ev":"send","conn":"client-1:32768>server:80","dir":"down","seq":1,"kind":"response","what":"200 OK","bytes":133,"events":0,"reply_to":1}
+//! {"t_us":4034000,"host":"server","ev":"send","conn":"client-1:32768>server:80","dir":"down","seq":1,"kind":"response","what":"200 OK","bytes":97,"events":0,"reply_to":1}
+//! {"t_us":4074000,"host":"client-1","ev":"recv","conn":"client-1:32768>server:80","dir":"down","seq":1,"kind":"response","what":"200 OK","bytes":97}
 //! {"t_us":30000000,"host":"server","ev":"publish","event":1}
 //! {"t_us":34034000,"host":"client-1","ev":"deliver","client":1,"event":1,"latency_us":4034000}
 //! ```

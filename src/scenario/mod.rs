@@ -226,7 +226,7 @@ impl Default for ShortPolling {
 #[serde(deny_unknown_fields, default)]
 pub struct LongPolling {
     /// How long the server holds a request that has nothing to answer yet.
-    /// The seed notes' notification example holds for 30-60 s.
+    /// The study notes' notification example holds for 30-60 s.
     pub hold: Span,
     /// The client abandons a request with no answer after this long. A little
     /// above `hold`, so that a held request normally ends with the server's
