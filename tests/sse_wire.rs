@@ -18,15 +18,25 @@ fn stream_bytes(request: &[u8], events: u64, sets: &[&str]) -> String {
     server_answer(Mechanism::Sse, sets, &names, request)
 }
 
+/// The body of a streamed answer, its chunks decoded.
+fn dechunked_body(answer: &str) -> String {
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    let mut decoder = pushpull::wire::http::ChunkedDecoder::new();
+    let (data, _) = decoder.push(body.as_bytes()).unwrap();
+    String::from_utf8(data).unwrap()
+}
+
 /// The head, then every event as an `id` / `event` / `data` block.
 #[test]
 fn sse_server_streams_head_then_event_blocks() {
     let answer = stream_bytes(b"GET /stream HTTP/1.1\r\nHost: server\r\n\r\n", 2, &[]);
+    // Each block is one chunk: its size in hex (0x1E = 30 bytes), the block,
+    // CRLF. The stream has no last chunk yet: it is still open.
     assert_eq!(
         answer,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\r\n\
-         id: 1\nevent: update\ndata: e1\n\n\
-         id: 2\nevent: update\ndata: e2\n\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nTransfer-Encoding: chunked\r\n\r\n\
+         1E\r\nid: 1\nevent: update\ndata: e1\n\n\r\n\
+         1E\r\nid: 2\nevent: update\ndata: e2\n\n\r\n"
     );
 }
 
@@ -38,7 +48,7 @@ fn sse_server_replays_after_last_event_id_and_sends_retry() {
         4,
         &["sse.retry=10s"],
     );
-    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let body = dechunked_body(&answer);
     assert_eq!(
         body,
         "retry: 10000\n\nid: 3\nevent: update\ndata: e3\n\nid: 4\nevent: update\ndata: e4\n\n"
@@ -53,7 +63,7 @@ fn sse_server_says_gap_when_history_is_too_short() {
         10,
         &["sse.history=3"],
     );
-    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let body = dechunked_body(&answer);
     assert!(
         body.starts_with("event: gap\ndata: {\"missed_from\":2,\"missed_to\":7}\n\nid: 8\n"),
         "{body}"
@@ -106,7 +116,7 @@ async fn sse_client_reads_a_stream_split_across_reads() {
     assert_eq!(framing, Framing::UntilClose);
     let mut parser = Parser::new();
     let mut outputs = Vec::new();
-    let mut body = StreamBody::default();
+    let mut body = StreamBody::new(framing);
     while let Some((bytes, _blocks)) = body.next(&mut conn).await.unwrap() {
         outputs.extend(parser.feed(&bytes));
     }
@@ -122,4 +132,41 @@ async fn sse_client_reads_a_stream_split_across_reads() {
             r#"{"type":"message","data":"b","last_event_id":"2"}"#,
         ]
     );
+}
+
+/// The client side of a chunked stream: chunks split anywhere across reads
+/// give the same events, and the last chunk is a clean end.
+#[tokio::test]
+async fn sse_client_reads_a_chunked_stream_to_its_last_chunk() {
+    let stream = tokio_test::io::Builder::new()
+        .read(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .read(b"F\r\nid: 1\ndata: a\n")
+        .read(b"\n\r\n0\r")
+        .read(b"\n\r\n")
+        .build();
+    let mut conn = scripted_conn(stream, Dir::Up);
+    let (_, framing) = conn.read_response_start().await.unwrap();
+    assert_eq!(framing, Framing::Chunked);
+    let mut body = StreamBody::new(framing);
+    let mut blocks = Vec::new();
+    while let Some((_, b)) = body.next(&mut conn).await.unwrap() {
+        blocks.extend(b);
+    }
+    assert_eq!(blocks, vec![b"id: 1\ndata: a\n\n".to_vec()]);
+}
+
+/// A chunked stream whose connection closes before the last chunk was cut
+/// short: an error, never a clean end (so EventSource retries, as a
+/// failure).
+#[tokio::test]
+async fn sse_client_sees_a_chunked_stream_cut_short_as_an_error() {
+    let stream = tokio_test::io::Builder::new()
+        .read(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .read(b"F\r\nid: 1\ndata: a\n\n\r\n")
+        .build();
+    let mut conn = scripted_conn(stream, Dir::Up);
+    let (_, framing) = conn.read_response_start().await.unwrap();
+    let mut body = StreamBody::new(framing);
+    assert!(body.next(&mut conn).await.unwrap().is_some());
+    assert!(body.next(&mut conn).await.is_err());
 }

@@ -316,7 +316,7 @@ async fn connect_and_stream(ctx: &ClientCtx, source: &mut EventSource) -> End {
         conn.close("end of stream").await;
         return server_ended();
     }
-    let mut body = StreamBody::default();
+    let mut body = StreamBody::new(framing);
     loop {
         match within(silence, body.next(&mut conn)).await {
             None => {

@@ -81,6 +81,8 @@ pub enum Kind {
     StreamHead,
     /// One block of a streamed body (an SSE event, comment or `retry`).
     StreamBlock,
+    /// The end of a streamed body: its last chunk.
+    StreamEnd,
 }
 
 /// How this end of a connection ended it.

@@ -198,7 +198,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let lost = self.loss.strikes();
         let reply_to = match label.kind {
             Kind::Response | Kind::StreamHead => self.unanswered.pop_front(),
-            Kind::Request | Kind::StreamBlock => None,
+            Kind::Request | Kind::StreamBlock | Kind::StreamEnd => None,
         };
         self.trace.record(Event::Send {
             conn: self.name.clone(),

@@ -5,8 +5,8 @@
 use crate::record::trace::Kind;
 use crate::wire::event_stream::{BlockSplitter, block_summary};
 use crate::wire::http::{
-    Framing, HttpError, MAX_BODY_BYTES, Request, Response, ResponseStart, decode_request,
-    decode_response_start,
+    ChunkedDecoder, Framing, HttpError, LAST_CHUNK, MAX_BODY_BYTES, Request, Response,
+    ResponseStart, chunk, decode_request, decode_response_start,
 };
 use crate::world::conn::{Attempt, Conn, Label};
 use std::fmt;
@@ -77,6 +77,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 response.body = self.read_exactly(head_len, len).await?;
                 self.record_received(Kind::Response, response.summary(), head_len + len);
             }
+            Framing::Chunked => {
+                self.take(head_len);
+                let mut decoder = ChunkedDecoder::new();
+                let mut wire = head_len;
+                loop {
+                    let (data, used) = decoder.push(self.buffered())?;
+                    self.take(used);
+                    wire += used;
+                    response.body.extend_from_slice(&data);
+                    if decoder.is_done() {
+                        break;
+                    }
+                    if !self.read_more().await? {
+                        return Err(ReadError::ClosedMidMessage);
+                    }
+                }
+                self.record_received(Kind::Response, response.summary(), wire);
+            }
             Framing::UntilClose => {
                 // No length: the body runs to the end of the connection
                 // (RFC 9112 section 6.3, rule 8).
@@ -95,7 +113,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Reads the start of a response: the whole response when it has a
     /// length (recorded as one message, as `read_response` does), or only the
-    /// head of a stream, whose body then comes from a [`StreamBody`].
+    /// head of a stream (chunked, or until close), whose body then comes
+    /// from a [`StreamBody`].
     pub async fn read_response_start(&mut self) -> Result<(Response, Framing), ReadError> {
         let (mut response, framing, head_len) = self.read_head().await?;
         match framing {
@@ -103,7 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 response.body = self.read_exactly(head_len, len).await?;
                 self.record_received(Kind::Response, response.summary(), head_len + len);
             }
-            Framing::UntilClose => {
+            Framing::Chunked | Framing::UntilClose => {
                 self.take(head_len);
                 self.record_received(Kind::StreamHead, response.summary(), head_len);
             }
@@ -170,11 +189,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.send(&response.stream_head_bytes(), label).await
     }
 
-    /// Writes one block of an event stream (an event, a comment) as one message.
+    /// Writes one block of an event stream (an event, a comment) as one
+    /// message: one chunk of the chunked body.
     pub async fn send_block(&mut self, block: &[u8]) -> io::Result<()> {
         let (what, events) = block_summary(block);
         let label = Label::new(Kind::StreamBlock, what).carrying(events);
-        self.send(block, label).await
+        self.send(&chunk(block), label).await
+    }
+
+    /// Ends a streamed body on purpose: the last chunk, `0\r\n\r\n`.
+    pub async fn send_stream_end(&mut self) -> io::Result<()> {
+        let label = Label::new(Kind::StreamEnd, "end of stream".into());
+        self.send(LAST_CHUNK, label).await
     }
 
     /// Ends a connection whose peer sent something that is not HTTP: answers
@@ -196,28 +222,73 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
 /// The body of a streamed response (an event stream), read as it arrives
 /// and recorded block by block: a block is what its sender wrote as one
-/// message.
-#[derive(Default)]
+/// message (one chunk, from our servers).
 pub struct StreamBody {
+    /// `Some` for a chunked body, `None` for one that runs until close.
+    chunks: Option<ChunkedDecoder>,
     splitter: BlockSplitter,
 }
 
 impl StreamBody {
+    pub fn new(framing: Framing) -> StreamBody {
+        StreamBody {
+            chunks: (framing == Framing::Chunked).then(ChunkedDecoder::new),
+            splitter: BlockSplitter::default(),
+        }
+    }
+
     /// The next bytes of the body and the blocks they completed, or
-    /// `Ok(None)` when the body has ended (the server closed the stream).
+    /// `Ok(None)` when the body has ended: its last chunk arrived (or, for a
+    /// body without chunks, the server closed the connection). A chunked
+    /// body whose connection closes before its last chunk is an error: the
+    /// stream was cut short, not finished.
     pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         conn: &mut Conn<S>,
-    ) -> io::Result<Option<(Vec<u8>, Vec<Vec<u8>>)>> {
-        if conn.buffered().is_empty() && !conn.read_more().await? {
-            return Ok(None);
+    ) -> Result<Option<(Vec<u8>, Vec<Vec<u8>>)>, ReadError> {
+        loop {
+            if let Some(decoder) = &self.chunks
+                && decoder.is_done()
+            {
+                return Ok(None);
+            }
+            if !conn.buffered().is_empty() {
+                let data = match &mut self.chunks {
+                    Some(decoder) => {
+                        let (data, used) = decoder.push(conn.buffered())?;
+                        conn.take(used);
+                        if decoder.is_done() {
+                            conn.record_received(
+                                Kind::StreamEnd,
+                                "end of stream".into(),
+                                LAST_CHUNK.len(),
+                            );
+                        }
+                        data
+                    }
+                    None => conn.take(usize::MAX),
+                };
+                let blocks = self.splitter.push(&data);
+                for block in &blocks {
+                    let (what, _) = block_summary(block);
+                    // On the wire, each block came as one chunk: its size
+                    // line and CRLF count as bytes of the message.
+                    let wire = match self.chunks {
+                        Some(_) => chunk(block).len(),
+                        None => block.len(),
+                    };
+                    conn.record_received(Kind::StreamBlock, what, wire);
+                }
+                if !data.is_empty() || self.chunks.as_ref().is_some_and(|d| d.is_done()) {
+                    return Ok(Some((data, blocks)));
+                }
+            }
+            if !conn.read_more().await? {
+                return match self.chunks {
+                    None => Ok(None),
+                    Some(_) => Err(ReadError::ClosedMidMessage),
+                };
+            }
         }
-        let raw = conn.take(usize::MAX);
-        let blocks = self.splitter.push(&raw);
-        for block in &blocks {
-            let (what, _) = block_summary(block);
-            conn.record_received(Kind::StreamBlock, what, block.len());
-        }
-        Ok(Some((raw, blocks)))
     }
 }

@@ -106,10 +106,10 @@ async fn relay(ctx: ProxyCtx, mut downstream: TcpConn) {
                 (Response::error(502, &why), Framing::Length(0))
             }
         };
-        if framing == Framing::UntilClose {
-            // A stream (SSE): it ends only when one side closes.
+        if matches!(framing, Framing::Chunked | Framing::UntilClose) {
+            // A stream (SSE): passed on as it comes, until it ends.
             let up = upstream.take().expect("a stream came from upstream");
-            return relay_stream(&ctx, answer, up, downstream).await;
+            return relay_stream(&ctx, answer, framing, up, downstream).await;
         }
         if answer
             .header("connection")
@@ -142,6 +142,7 @@ async fn relay(ctx: ProxyCtx, mut downstream: TcpConn) {
 async fn relay_stream(
     ctx: &ProxyCtx,
     head: Response,
+    framing: Framing,
     mut upstream: TcpConn,
     mut downstream: TcpConn,
 ) {
@@ -156,20 +157,26 @@ async fn relay_stream(
         .is_some_and(|v| v.eq_ignore_ascii_case("no"));
     let mut held: Vec<Vec<u8>> = Vec::new();
     let mut held_bytes = 0;
-    let mut body = StreamBody::default();
+    let mut body = StreamBody::new(framing);
     loop {
         let blocks = match within_idle(idle, body.next(&mut upstream)).await {
             Wait::Idle => return close_idle(ctx, downstream, Some(upstream), "in a stream").await,
             Wait::Done(Ok(Some((_, blocks)))) => blocks,
-            Wait::Done(Ok(None)) | Wait::Done(Err(_)) => {
-                // The stream ended: what is held goes out now.
-                for block in held {
-                    if downstream.send_block(&block).await.is_err() {
-                        break;
-                    }
-                }
+            Wait::Done(Ok(None)) => {
+                // The server finished the stream: what is held goes out
+                // now, then the end.
+                flush_all(&mut downstream, &mut held).await;
+                let _ = downstream.send_stream_end().await;
                 upstream.close("stream ended").await;
                 return downstream.close("stream ended").await;
+            }
+            Wait::Done(Err(e)) => {
+                // The server's side broke: the client's side must not look
+                // finished, so it is closed without the last chunk (nginx:
+                // "upstream prematurely closed connection").
+                flush_all(&mut downstream, &mut held).await;
+                upstream.fail(&e.to_string());
+                return downstream.close("upstream stream broke").await;
             }
         };
         for block in blocks {
@@ -206,6 +213,15 @@ async fn relay_stream(
     }
 }
 // ANCHOR_END: relay
+
+/// Passes on every held block, as far as the client takes them.
+async fn flush_all(downstream: &mut TcpConn, held: &mut Vec<Vec<u8>>) {
+    for block in held.drain(..) {
+        if downstream.send_block(&block).await.is_err() {
+            break;
+        }
+    }
+}
 
 /// Sends `request` to the server (connecting first if needed) and waits for
 /// its answer, under the idle timeout.

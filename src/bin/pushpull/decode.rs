@@ -34,3 +34,29 @@ pub fn sse(file: Option<PathBuf>) -> Result<(), String> {
     parser.end_of_stream();
     Ok(())
 }
+
+/// Reads all the bytes (a capture, a pasted `curl -v` exchange) and prints
+/// one JSON object per HTTP message in them.
+pub fn http(file: Option<PathBuf>, responses: bool) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut bytes = Vec::new();
+    match &file {
+        Some(path) => {
+            bytes =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        }
+        None => {
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("read failed: {e}"))?;
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for message in pushpull::wire::http::decode_messages(&bytes, responses) {
+        let line = serde_json::to_string(&message).expect("decoded messages serialize");
+        writeln!(out, "{line}").map_err(|e| format!("write failed: {e}"))?;
+    }
+    Ok(())
+}

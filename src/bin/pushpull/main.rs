@@ -66,6 +66,9 @@ enum Command {
     Decode {
         #[arg(value_enum)]
         format: DecodeFormat,
+        /// With `http`: the bytes are responses (a server's side), not requests.
+        #[arg(long)]
+        response: bool,
         /// The bytes to decode; standard input if omitted.
         file: Option<PathBuf>,
     },
@@ -101,6 +104,11 @@ enum DecodeFormat {
     /// `{"type":..,"data":..,"last_event_id":..}` per dispatched event and
     /// `{"retry":N}` when a `retry` field sets the reconnection time.
     Sse,
+    /// HTTP/1.1 messages, possibly several pipelined, as a server reads
+    /// them (`--response`: as a client reads answers): one JSON object per
+    /// message, `{"error":..,"status":..}` for bytes a server would refuse,
+    /// `{"incomplete":true}` when the input ends mid-message.
+    Http,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -197,8 +205,14 @@ fn execute(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Decode { format, file } => match format {
+        Command::Decode {
+            format,
+            response,
+            file,
+        } => match format {
+            DecodeFormat::Sse if response => Err("--response goes with `decode http`".into()),
             DecodeFormat::Sse => decode::sse(file),
+            DecodeFormat::Http => decode::http(file, response),
         },
         Command::Book { serve, port } => {
             let built = pushpull::book::build()?;
