@@ -11,12 +11,12 @@ mod long_polling;
 mod short_polling;
 mod sse;
 
-use pushpull::run::{self as sim, RunOptions, RunOutcome};
+use pushpull::run::{self, RunOptions, RunOutcome};
 
 /// Runs a lesson's scenario with `--set`-style overrides, keeping the trace.
 pub fn run(lesson: &str, overrides: &[&str]) -> RunOutcome {
-    let scenario = pushpull::scenario::lessons::lesson(lesson, overrides);
-    sim::run(&scenario, RunOptions::default()).unwrap_or_else(|e| panic!("{lesson}: {e}"))
+    let plan = pushpull::scenario::lessons::lesson(lesson, overrides);
+    run::run(&plan, RunOptions::default()).unwrap_or_else(|e| panic!("{lesson}: {e}"))
 }
 
 /// Every delivery's delay in ms, read straight from the trace (see

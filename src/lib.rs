@@ -12,35 +12,36 @@
 //!
 //! ## Map of the crate
 //!
-//! The folders are the layers of the design, and dependencies point one way,
-//! down this table: a module may use the ones below it, never one above
+//! The folders are the layers of the design, numbered from the bottom:
+//! a module may use modules of lower layers and of its own group, never one
+//! above, and groups that share a layer do not use each other
 //! (`tests/layers.rs` reads every `crate::` path and fails when one points
-//! back up).
+//! back up or sideways).
 //!
 //! | layer | module | what it holds | chapter |
 //! |---|---|---|---|
-//! | the book | [`book`] | the figures, run fresh; the drift check; the mdBook build | every chapter |
-//! | the run | [`run`] | a plan turned into hosts on turmoil, the schedule of events and faults, the run loop | "The sandbox" |
-//! | mechanisms | [`mechanisms::short_polling`] | short polling: server and client | "Short polling" |
+//! | 5 the book | [`book`] | the figures, run fresh; the drift check; the mdBook build | every chapter |
+//! | 4 the run | [`run`] | a plan turned into hosts on turmoil, the schedule of events and faults, the run loop | "The sandbox" |
+//! | 3 mechanisms | [`mechanisms::short_polling`] | short polling: server and client | "Short polling" |
 //! | | [`mechanisms::long_polling`] | long polling: server and client | "Long polling" |
 //! | | [`mechanisms::sse`] | Server-Sent Events: server and EventSource client | "Server-Sent Events" |
-//! | the simulated world | [`world::proxy`] | an HTTP proxy between clients and server: idle timeout, buffering | "Long polling", "Server-Sent Events" |
+//! | 2 the simulated world | [`world::proxy`] | an HTTP proxy between clients and server: idle timeout, buffering | "Long polling", "Server-Sent Events" |
 //! | | [`world::context`] | what the server and each client run with | |
 //! | | [`world::http_conn`] | HTTP/1.1 messages over a traced connection | |
 //! | | [`world::network`] | connecting, accepting, the network's resets | "The sandbox" |
 //! | | [`world::conn`] | one end of a TCP connection: bytes, faults, trace records | |
 //! | | [`world::event_log`] | the server's events, outside the server process | |
-//! | reading the record | [`record::report`] | the numbers of a run, computed from its trace | every chapter |
+//! | 2 reading the record | [`record::report`] | the numbers of a run, computed from its trace | every chapter |
 //! | | [`record::diagram`] | the space-time diagram, drawn from a trace | every chapter |
-//! | the record | [`record::trace`] | what happened, typed, as JSON lines, and its hash | "The sandbox" |
-//! | parameters | [`scenario`] | a scenario from TOML and `--set`, checked and resolved once into a [`scenario::Plan`]; the lessons' files | "The sandbox" |
-//! | wire formats | [`wire::http`] | HTTP/1.1 messages as bytes: pure, no I/O | every chapter |
+//! | 1 the record | [`record::trace`] | what happened, typed, as JSON lines, and its hash | "The sandbox" |
+//! | 0 parameters | [`scenario`] | a scenario from TOML and `--set`, checked and resolved once into a [`scenario::Plan`]; the lessons' files | "The sandbox" |
+//! | 0 wire formats | [`wire::http`] | HTTP/1.1 messages as bytes, chunked coding: pure, no I/O | every chapter |
 //! | | [`wire::event_stream`] | the `text/event-stream` parser, as browsers interpret it | "Server-Sent Events" |
 //!
-//! Within a layer, modules of one folder may use each other; the report and
-//! the diagram never use the world or the run, and the world never uses the
-//! mechanisms: the run hands it what a mechanism decides (how a proxy counts
-//! events, say). The one `match` on the mechanism is in [`mechanisms`].
+//! So the world never reads the report (a run's numbers come from its trace
+//! only), and never uses the mechanisms: the run hands it what a mechanism
+//! decides (how a proxy counts events, say). The one `match` on the
+//! mechanism is in [`mechanisms`].
 //!
 //! The `pushpull` binary (`src/bin/pushpull/`) holds the command line, the
 //! book's web server and the benchmark: nothing a lesson test needs.

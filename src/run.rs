@@ -20,7 +20,7 @@
 
 use crate::mechanisms;
 use crate::record::report::{Metrics, Report};
-use crate::record::trace::{Event, Role, Tracer};
+use crate::record::trace::{Event, NETWORK, Record, Role, Tracer};
 use crate::scenario::plan::derive_seed;
 use crate::scenario::{CutKind, FaultPlan, Plan, Span};
 use crate::world::conn::Loss;
@@ -44,9 +44,6 @@ pub const DETERMINISTIC: bool = cfg!(tokio_unstable);
 /// real date: anything that reads "the time" inside a run reads this.
 pub const EPOCH_UNIX_SECS: u64 = 1_767_225_600;
 
-/// The pseudo-host network-wide faults (cuts, heals) are recorded on.
-pub const NETWORK: &str = "network";
-
 pub struct RunOptions {
     /// Where to write the trace as JSON lines, if anywhere.
     pub trace_file: Option<Box<dyn Write>>,
@@ -68,8 +65,6 @@ pub struct RunOutcome {
     /// The trace, if `keep_records` was set.
     pub records: Vec<Record>,
 }
-
-use crate::record::trace::Record;
 
 /// Runs the same plan (network, workload, faults) under every mechanism, in
 /// `Mechanism::ALL` order: what `pushpull compare` prints.
@@ -155,7 +150,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         let proxy_ctx = ProxyCtx {
             net: host_net("proxy"),
             config: scenario.proxy.clone(),
-            count_events: mechanisms::answer_counter(mechanism),
+            count_events: mechanisms::event_counters(mechanism),
         };
         declare("proxy", Role::Proxy, Vec::new());
         sim.host("proxy", move || {
@@ -171,7 +166,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         let ids = host.clients.clone();
         let hn = host_net(&host.name);
         let scenario = scenario.clone();
-        let log = log.clone();
+        let publications = log.publications();
         sim.host(host.name.as_str(), move || {
             let ctxs: Vec<ClientCtx> = ids
                 .iter()
@@ -193,7 +188,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                         upstream: upstream.to_string(),
                         join_after: Duration::from_micros(join),
                         rng: RefCell::new(rng),
-                        log: log.clone(),
+                        publications: publications.clone(),
                     }
                 })
                 .collect();

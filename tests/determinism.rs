@@ -2,12 +2,12 @@
 //! in a new process, and (via the pinned hash in the lesson snapshot, which CI
 //! checks in both debug and release builds) across build profiles.
 
-use pushpull::run::{self as sim, RunOptions};
+use pushpull::run::{self, RunOptions};
 use std::process::Command;
 
 fn hash_of(lesson: &str, sets: &[&str]) -> String {
-    let scenario = pushpull::scenario::lessons::lesson(lesson, sets);
-    sim::run(&scenario, RunOptions::default())
+    let plan = pushpull::scenario::lessons::lesson(lesson, sets);
+    run::run(&plan, RunOptions::default())
         .unwrap()
         .report
         .trace_hash
@@ -19,7 +19,7 @@ fn hash_of(lesson: &str, sets: &[&str]) -> String {
 #[allow(clippy::assertions_on_constants)] // constant per build: that is the point
 fn build_is_configured_for_determinism() {
     assert!(
-        sim::DETERMINISTIC,
+        run::DETERMINISTIC,
         "built without --cfg tokio_unstable: RUSTFLAGS overrides .cargo/config.toml"
     );
 }

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use pushpull::record::diagram::{DiagramOptions, render};
-use pushpull::record::trace::{CutKind, Dir, Ending, Event, Kind, Record, Role};
+use pushpull::record::trace::{CutKind, Dir, Ending, Event, Kind, ProxyAction, Record, Role};
 use pushpull::scenario::Span;
 
 fn rec(t_ms: u64, host: &str, event: Event) -> Record {
@@ -474,12 +474,12 @@ fn text_from_the_trace_is_escaped() {
 
 #[test]
 fn rendering_is_deterministic() {
-    let scenario = pushpull::scenario::lessons::lesson(
+    let plan = pushpull::scenario::lessons::lesson(
         "short_polling",
         &[r#"faults=[{cut="client-1",from="60s",to="80s"}]"#],
     );
     let run = || {
-        pushpull::run::run(&scenario, pushpull::run::RunOptions::default())
+        pushpull::run::run(&plan, pushpull::run::RunOptions::default())
             .expect("the lesson runs")
             .records
     };
@@ -566,7 +566,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
         }),
         conn.prop_map(|conn| Event::Proxy {
             conn,
-            action: "cut idle connection".into(),
+            action: ProxyAction::CloseIdle,
             reason: "idle".into()
         }),
         (

@@ -1,10 +1,12 @@
 //! Dependencies point one way. The crate is built in layers (the map at the
-//! top of `src/lib.rs`): the book -> the run -> the mechanisms -> the
-//! simulated world -> the readers of the record (report, diagram) and the
-//! record itself -> parameters and wire formats. A module may use a module of
-//! a lower layer, or one of its own group, never one above. This test reads
-//! every `crate::...` path in `src/` and fails on one that points back up, so
-//! the next contributor keeps the shape.
+//! top of `src/lib.rs`): 5 the book, 4 the run, 3 the mechanisms, 2 the
+//! simulated world beside the readers of the record (report, diagram), 1 the
+//! trace, 0 parameters beside wire formats. A module may use a module of a
+//! lower layer, or one of its own group; groups that share a layer do not
+//! use each other (the world never reads the report, wire formats never read
+//! parameters). This test reads every `crate::...` path in `src/` and fails
+//! on one that points back up or sideways, so the next contributor keeps the
+//! shape.
 
 use std::path::{Path, PathBuf};
 
@@ -60,17 +62,30 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Every `crate::a::b...` path in `text` (in `use` lines and in code), as
-/// `a::b...`. Paths in `use crate::x::{a, b}` give `x`, which names the
-/// module all of them live in.
+/// `a::b...`. `use crate::x::{a, b}` gives `x`, the module they live in;
+/// `use crate::{x::a, y}` gives `x::a` and `y`.
 fn crate_paths(text: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for (i, _) in text.match_indices("crate::") {
-        let rest = &text[i + "crate::".len()..];
+    let path_at = |rest: &str| -> String {
         let path: String = rest
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
             .collect();
-        let path = path.trim_end_matches(':').to_string();
+        path.trim_end_matches(':').to_string()
+    };
+    let mut found = Vec::new();
+    for (i, _) in text.match_indices("crate::") {
+        let rest = &text[i + "crate::".len()..];
+        if let Some(inside) = rest.strip_prefix('{') {
+            let inside = &inside[..inside.find('}').unwrap_or(inside.len())];
+            found.extend(
+                inside
+                    .split(',')
+                    .map(|p| path_at(p.trim()))
+                    .filter(|p| !p.is_empty()),
+            );
+            continue;
+        }
+        let path = path_at(rest);
         if !path.is_empty() {
             found.push(path);
         }

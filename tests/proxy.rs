@@ -2,11 +2,11 @@
 //! what it does when the server behind it closes idle connections.
 
 use pushpull::record::trace::{Dir, Event};
-use pushpull::run::{self as sim, RunOptions};
+use pushpull::run::{self, RunOptions};
 
-fn run(lesson: &str, sets: &[&str]) -> sim::RunOutcome {
-    let scenario = pushpull::scenario::lessons::lesson(lesson, sets);
-    sim::run(&scenario, RunOptions::default()).unwrap()
+fn run(lesson: &str, sets: &[&str]) -> run::RunOutcome {
+    let plan = pushpull::scenario::lessons::lesson(lesson, sets);
+    run::run(&plan, RunOptions::default()).unwrap()
 }
 
 /// A server that closes idle keep-alive connections sooner than clients poll

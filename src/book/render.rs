@@ -10,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Runs one figure and returns its files, relative to the book's `src`.
 pub fn render_figure(figure: &Figure) -> Result<Vec<(PathBuf, String)>, String> {
     let fail = |e: String| format!("figure {}: {e}", figure.name);
     let plan = crate::scenario::lessons::load(figure.lesson, &overrides_vec(figure.overrides))
@@ -55,7 +56,6 @@ pub fn render_figure(figure: &Figure) -> Result<Vec<(PathBuf, String)>, String> 
     ])
 }
 
-/// Runs one comparison and returns its files, relative to the book's `src`.
 /// Every generated directory's name, figures first.
 pub(super) fn all_names() -> impl Iterator<Item = &'static str> {
     FIGURES
@@ -82,8 +82,8 @@ pub fn render_sweep(sweep: &Sweep) -> Result<Vec<(PathBuf, String)>, String> {
     for value in sweep.values {
         let mut overrides = overrides_vec(sweep.overrides);
         overrides.push(format!("{}={value}", sweep.param));
-        let scenario = crate::scenario::lessons::load(sweep.lesson, &overrides).map_err(fail)?;
-        let outcome = run::run(&scenario, RunOptions::default()).map_err(fail)?;
+        let plan = crate::scenario::lessons::load(sweep.lesson, &overrides).map_err(fail)?;
+        let outcome = run::run(&plan, RunOptions::default()).map_err(fail)?;
         let r = &outcome.report;
         let delays = crate::record::report::delivery_delays_ms(&outcome.records);
         let mean = if delays.is_empty() {
@@ -172,6 +172,7 @@ pub fn render_decode(decode: &Decode) -> Result<Vec<(PathBuf, String)>, String> 
     ])
 }
 
+/// Runs one comparison and returns its files, relative to the book's `src`.
 pub fn render_comparison(comparison: &Comparison) -> Result<Vec<(PathBuf, String)>, String> {
     let fail = |e: String| format!("comparison {}: {e}", comparison.name);
     let base =

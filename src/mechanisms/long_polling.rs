@@ -9,7 +9,9 @@
 //! Accept: application/json\r\n
 //! \r\n
 //! ```
-//! ... seconds of silence on the connection, then, the moment event 4 exists:
+//! ... seconds of silence on the connection, then, the moment event 4 exists
+//! (with `workload.payload_bytes = 7`, so that its payload is just `event 4`;
+//! a wire test pins these bytes):
 //! ```text
 //! HTTP/1.1 200 OK\r\n
 //! Content-Type: application/json\r\n
@@ -38,6 +40,8 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use turmoil::net::TcpListener;
 
 // ANCHOR: server
+/// The server: accept connections; on each, hold every poll until there is
+/// an event after its cursor or `hold` has passed.
 pub async fn server(ctx: ServerCtx) -> turmoil::Result {
     let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
     loop {
@@ -103,6 +107,8 @@ async fn serve_connection(mut conn: TcpConn, log: EventLog, hold: Duration) {
 // ANCHOR_END: server
 
 // ANCHOR: client
+/// One client: ask, wait as long as the server holds the request, hand new
+/// events to the application, ask again at once.
 pub async fn client(ctx: ClientCtx) {
     let params = &ctx.scenario.long_polling;
     // As in short polling, the cursor is what makes the client safe: events

@@ -7,8 +7,8 @@ pub mod short_polling;
 pub mod sse;
 
 use crate::scenario::Mechanism;
-use crate::wire::http::Response;
 use crate::world::context::{ClientCtx, ServerCtx};
+use crate::world::proxy::EventCounters;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -35,12 +35,17 @@ pub fn client(mechanism: Mechanism, ctx: ClientCtx) -> ClientSoftware {
     }
 }
 
-/// How a proxy relaying `mechanism`'s whole answers counts the events in
-/// them, for its trace (it relays; it does not understand them).
-pub fn answer_counter(mechanism: Mechanism) -> fn(&Response) -> Option<u32> {
+/// How a proxy relaying `mechanism`'s messages counts the events in them,
+/// for its trace (it relays bytes; the mechanism knows what they mean).
+pub fn event_counters(mechanism: Mechanism) -> EventCounters {
     match mechanism {
-        Mechanism::ShortPolling | Mechanism::LongPolling => short_polling::count_events,
-        // Streams are counted block by block as they pass.
-        Mechanism::Sse => |_| None,
+        Mechanism::ShortPolling | Mechanism::LongPolling => EventCounters {
+            answer: short_polling::count_events,
+            block: |_| None,
+        },
+        Mechanism::Sse => EventCounters {
+            answer: |_| None,
+            block: sse::block_events,
+        },
     }
 }

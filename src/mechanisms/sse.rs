@@ -28,7 +28,7 @@
 //! server, server-to-client only, and anything between the two that buffers
 //! responses (a proxy) or kills quiet connections breaks it.
 //!
-//! The parser (`event_stream`) turns bytes into events; this file is the
+//! The parser (`wire::event_stream`) turns bytes into events; this file is the
 //! connection model around it: when to reconnect, with what, and when to give
 //! up for good.
 
@@ -99,7 +99,7 @@ async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
     }
     if let Some(retry) = params.retry {
         let block = format!("retry: {}\n\n", retry.as_micros() / 1000);
-        if conn.send_block(block.as_bytes()).await.is_err() {
+        if conn.send_block(block.as_bytes(), None).await.is_err() {
             return conn.fail("write failed");
         }
     }
@@ -119,7 +119,7 @@ async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
             cursor + 1,
             oldest_kept - 1
         );
-        if conn.send_block(gap.as_bytes()).await.is_err() {
+        if conn.send_block(gap.as_bytes(), None).await.is_err() {
             return conn.fail("write failed");
         }
         cursor = oldest_kept - 1;
@@ -133,7 +133,11 @@ async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
         if !events.is_empty() {
             // Replay what the client missed, then each new event as it comes.
             for event in events {
-                if conn.send_block(&event_block(&event)).await.is_err() {
+                if conn
+                    .send_block(&event_block(&event), Some(1))
+                    .await
+                    .is_err()
+                {
                     return conn.fail("write failed");
                 }
                 cursor = event.id;
@@ -148,7 +152,7 @@ async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
             // Silence for `heartbeat`: a comment keeps proxies and the
             // client's own timeout from taking the stream for dead.
             _ = sleep_or_never(heartbeat) => {
-                if conn.send_block(b": heartbeat\n\n").await.is_err() {
+                if conn.send_block(b": heartbeat\n\n", None).await.is_err() {
                     return conn.fail("write failed");
                 }
             }
@@ -157,6 +161,17 @@ async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
     }
 }
 // ANCHOR_END: server
+
+/// How many of our events a block carries (for the trace of a proxy that
+/// relays it): one for an `update` event, none for anything else.
+pub fn block_events(block: &[u8]) -> Option<u32> {
+    let updates = Parser::new()
+        .feed(block)
+        .iter()
+        .filter(|o| matches!(o, Output::Event(e) if e.event_type == UPDATE))
+        .count();
+    (updates > 0).then_some(updates as u32)
+}
 
 /// A wrong path or method, or the scenario's refusal: the answer to send.
 fn check_request(request: &Request, ctx: &ServerCtx) -> Option<Response> {
@@ -182,6 +197,7 @@ fn check_request(request: &Request, ctx: &ServerCtx) -> Option<Response> {
     })
 }
 
+// ANCHOR: client
 /// How one connection of an EventSource ended.
 enum End {
     /// "Reestablish the connection": wait the reconnection time, try again.
@@ -209,7 +225,6 @@ struct EventSource {
     last_cause: Option<Cause>,
 }
 
-// ANCHOR: client
 /// An EventSource: connect, stream, and on any end but a fatal one, wait the
 /// reconnection time and connect again, resuming from the last event id.
 pub async fn client(ctx: ClientCtx) {
@@ -259,7 +274,13 @@ fn server_ended() -> End {
 
 async fn connect_and_stream(ctx: &ClientCtx, source: &mut EventSource) -> End {
     let silence = ctx.scenario.sse.client_heartbeat_timeout;
-    let reconnecting = Attempt::after_failures(source.connections);
+    // Every connection after the first re-establishes the stream, whether
+    // the last one failed or the server ended it: a reconnect.
+    let reconnecting = if source.connections == 0 {
+        Attempt::First
+    } else {
+        Attempt::Retry
+    };
     source.connections += 1;
     let mut conn = match ctx
         .net
@@ -305,7 +326,7 @@ async fn connect_and_stream(ctx: &ClientCtx, source: &mut EventSource) -> End {
         Some(Ok(start)) => start,
     };
     if let Err(why) = check_response(&response) {
-        conn.close("failed").await;
+        conn.close("not an event stream").await;
         return End::Fail(why);
     }
     if let Framing::Length(_) = framing {

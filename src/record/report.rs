@@ -1,4 +1,5 @@
-//! The report: the numbers of one run, computed from its trace and nothing else.
+//! The report: the numbers of one run, computed from its trace and nothing
+//! else (the scenario is only echoed back, so a report says what it is of).
 //!
 //! `Metrics` watches the trace records go by (so a ten-minute run with a
 //! million messages never holds them all in memory); `Report` is what is left

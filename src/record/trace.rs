@@ -96,6 +96,30 @@ pub enum Ending {
     Failed,
 }
 
+/// What a proxy did on its own initiative.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyAction {
+    /// Closed a connection pair on which nothing moved for its idle timeout.
+    CloseIdle,
+    /// Passed on the stream bytes it had been holding (buffer mode).
+    FlushBuffer,
+}
+
+impl ProxyAction {
+    /// In words, for a diagram label.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ProxyAction::CloseIdle => "closed idle connection",
+            ProxyAction::FlushBuffer => "flushed its buffer",
+        }
+    }
+}
+
+/// The pseudo-host on which the run records network-wide faults (cuts and
+/// heals): they happen between hosts, not on one.
+pub const NETWORK: &str = "network";
+
 /// One thing that happened, at `t_us` microseconds of simulated time, on `host`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -120,7 +144,8 @@ pub enum Event {
         clients: Vec<u32>,
     },
     /// A TCP connection was established (recorded by the side that opened it).
-    /// `reconnect` marks one opened because the previous connection failed.
+    /// `reconnect` marks one opened to replace an earlier one: after a
+    /// failure, or (an EventSource) to re-establish a stream that ended.
     Connect {
         conn: String,
         #[serde(skip_serializing_if = "is_false", default)]
@@ -180,7 +205,7 @@ pub enum Event {
     /// The proxy did something to a connection on its own initiative.
     Proxy {
         conn: String,
-        action: String,
+        action: ProxyAction,
         reason: String,
     },
     /// The network cut `hosts` off from the host they talk to.

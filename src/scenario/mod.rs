@@ -356,7 +356,8 @@ pub struct Fault {
     pub from: Option<Span>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<Span>,
-    /// With a cut: reset the cut hosts' connections when it starts (a phone
+    /// With a cut (at most one of `reset` and `hold`): reset the cut hosts'
+    /// connections when it starts (a phone
     /// losing its network: every app hears at once). Without it the cut is
     /// silent: packets vanish and nobody is told until a timer says so.
     #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -221,10 +221,11 @@ impl Parser {
 
 /// Cuts a byte stream into blocks, each ending with a blank line (after LF,
 /// CR or CRLF line ends). A block is cut the moment its blank line ends, so
-/// nothing waits for a byte that may never come; the LF of a CRLF that arrives
-/// after that cut starts the next block, which is harmless to the parser. Blocks are what a server writes in one go (an event,
-/// a comment, a `retry`); the trace records one message per block, and a
-/// proxy forwards whole blocks. Parsing is the [`Parser`]'s job, not this.
+/// nothing waits for a byte that may never come; the LF of a CRLF that
+/// arrives after that cut starts the next block, which is harmless to the
+/// parser. Blocks are what a server writes in one go (an event, a comment, a
+/// `retry`); the trace records one message per block, and a proxy forwards
+/// whole blocks. Parsing is the [`Parser`]'s job, not this.
 #[derive(Debug, Default)]
 pub struct BlockSplitter {
     pending: Vec<u8>,
@@ -258,17 +259,16 @@ impl BlockSplitter {
     }
 }
 
-/// How the trace names a block: its lines, joined, cut short. Blocks with a
-/// `data` line carry an event (`Some(1)`); comments and `retry` carry none.
-pub fn block_summary(block: &[u8]) -> (String, Option<u32>) {
+/// A block described in a few words, for a trace line or a diagram label:
+/// its lines joined with ` | `, cut to about 48 characters.
+pub fn block_description(block: &[u8]) -> String {
     let text = String::from_utf8_lossy(block);
     let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-    let has_data = lines.iter().any(|l| l.starts_with("data"));
     let mut what = lines.join(" | ");
     if what.chars().count() > 48 {
         what = what.chars().take(45).collect::<String>() + "...";
     }
-    (what, has_data.then_some(1))
+    what
 }
 
 /// Everything an EventSource would make of a whole stream (for `decode sse`).

@@ -1,8 +1,10 @@
 //! One end of a TCP connection on the simulated network: bytes in and out,
 //! the network's faults applied to them, and a trace record for every whole
-//! message. It knows nothing of HTTP or event streams: the codecs in `wire`
-//! say where a message ends, and `world::http_conn` puts the two together
-//! (the split of mini-redis's `connection.rs` and `frame.rs`).
+//! message. It does not parse anything: the codecs in `wire` say where a
+//! message ends, and `world::http_conn` puts the two together (the split of
+//! mini-redis's `connection.rs` and `frame.rs`). The one thing it keeps for
+//! request/response protocols is which received requests are still
+//! unanswered, so that each answer's record can say which request it answers.
 //!
 //! A connection ends in one of two ways, and the trace says which:
 //! [`Conn::close`] (this end closes on purpose; the peer reads the end of the
@@ -10,7 +12,6 @@
 //! a timeout; the end is dropped without a word).
 
 use crate::record::trace::{Dir, Ending, Event, HostTrace, Kind};
-use crate::wire::http::{MAX_BODY_BYTES, MAX_HEAD_BYTES};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::cell::{Cell, RefCell};
@@ -129,6 +130,11 @@ impl Label {
         self
     }
 }
+
+/// Most bytes a connection holds unread while its owner waits for the peer
+/// to close (a held long poll, an open stream): a peer sending more is
+/// treated as gone.
+pub const MAX_UNREAD_BYTES: usize = 16 * 1024 * 1024 + 8 * 1024;
 
 /// One end of a TCP connection, recording every whole message.
 pub struct Conn<S> {
@@ -274,7 +280,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// arrive meanwhile are kept for the next read, so nothing is lost.
     pub async fn until_peer_closes(&mut self) {
         while let Ok(true) = self.read_more().await {
-            if self.buf.len() > MAX_HEAD_BYTES + MAX_BODY_BYTES {
+            if self.buf.len() > MAX_UNREAD_BYTES {
                 return; // a peer flooding a held connection: treat as gone
             }
         }

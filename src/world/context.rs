@@ -3,7 +3,7 @@
 
 use crate::record::trace::Event;
 use crate::scenario::{Scenario, Span};
-use crate::world::event_log::EventLog;
+use crate::world::event_log::{EventLog, Publications};
 use crate::world::network::HostNet;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -28,9 +28,9 @@ pub struct ClientCtx {
     pub upstream: String,
     pub join_after: Duration,
     pub rng: RefCell<ChaCha8Rng>,
-    /// Only to stamp each delivery with its latency in the trace: clients
-    /// learn of events over the network, never from here.
-    pub log: EventLog,
+    /// When each event was published, only to stamp each delivery with its
+    /// latency in the trace (measured here, once).
+    pub publications: Publications,
 }
 
 impl ClientCtx {
@@ -44,7 +44,7 @@ impl ClientCtx {
     /// for delivery latency, measured here once from its publication.
     pub fn deliver(&self, id: u64) {
         let now = turmoil::sim_elapsed().unwrap_or_default().as_micros() as u64;
-        let published = self.log.published_at_us(id).unwrap_or(now);
+        let published = self.publications.of(id).unwrap_or(now);
         self.net.trace.record(Event::Deliver {
             client: self.id,
             event: id,

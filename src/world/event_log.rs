@@ -17,9 +17,9 @@ pub struct AppEvent {
 #[derive(Clone, Default)]
 pub struct EventLog {
     events: Rc<RefCell<Vec<AppEvent>>>,
-    /// When each event was published, in microseconds of simulated time (for
-    /// the trace's delivery latencies, not for the mechanisms).
-    published_us: Rc<RefCell<Vec<u64>>>,
+    /// When each event was published (for the trace's delivery latencies,
+    /// not for the mechanisms).
+    publications: Publications,
     /// Wakes whoever waits for new events (long polling, streams).
     published: Rc<tokio::sync::Notify>,
 }
@@ -30,7 +30,7 @@ impl EventLog {
         let mut events = self.events.borrow_mut();
         let id = events.len() as u64 + 1;
         events.push(AppEvent { id, data });
-        self.published_us.borrow_mut().push(t_us);
+        self.publications.0.borrow_mut().push(t_us);
         self.published.notify_waiters();
         id
     }
@@ -46,15 +46,28 @@ impl EventLog {
         self.events.borrow().len() as u64
     }
 
-    /// When event `id` was published, if it was.
-    pub fn published_at_us(&self, id: u64) -> Option<u64> {
-        let index = (id as usize).checked_sub(1)?;
-        self.published_us.borrow().get(index).copied()
+    /// A read-only view of when each event was published.
+    pub fn publications(&self) -> Publications {
+        self.publications.clone()
     }
 
     /// Resolves at the next `append`.
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.published.notified()
+    }
+}
+
+/// When each event was published, in microseconds of simulated time: what
+/// a client's context reads to stamp a delivery with its latency. Read-only:
+/// clients learn of events over the network, never from here.
+#[derive(Clone, Default)]
+pub struct Publications(Rc<RefCell<Vec<u64>>>);
+
+impl Publications {
+    /// When event `id` was published, if it was.
+    pub fn of(&self, id: u64) -> Option<u64> {
+        let index = (id as usize).checked_sub(1)?;
+        self.0.borrow().get(index).copied()
     }
 }
 

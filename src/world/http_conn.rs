@@ -3,7 +3,7 @@
 //! Each message is recorded once, whole, with what it is.
 
 use crate::record::trace::Kind;
-use crate::wire::event_stream::{BlockSplitter, block_summary};
+use crate::wire::event_stream::{BlockSplitter, block_description};
 use crate::wire::http::{
     ChunkedDecoder, Framing, HttpError, LAST_CHUNK, MAX_BODY_BYTES, Request, Response,
     ResponseStart, chunk, decode_request, decode_response_start,
@@ -190,10 +190,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Writes one block of an event stream (an event, a comment) as one
-    /// message: one chunk of the chunked body.
-    pub async fn send_block(&mut self, block: &[u8]) -> io::Result<()> {
-        let (what, events) = block_summary(block);
-        let label = Label::new(Kind::StreamBlock, what).carrying(events);
+    /// message, one chunk of the chunked body, saying how many events it
+    /// carries.
+    pub async fn send_block(&mut self, block: &[u8], events: Option<u32>) -> io::Result<()> {
+        let label = Label::new(Kind::StreamBlock, block_description(block)).carrying(events);
         self.send(&chunk(block), label).await
     }
 
@@ -270,7 +270,7 @@ impl StreamBody {
                 };
                 let blocks = self.splitter.push(&data);
                 for block in &blocks {
-                    let (what, _) = block_summary(block);
+                    let what = block_description(block);
                     // On the wire, each block came as one chunk: its size
                     // line and CRLF count as bytes of the message.
                     let wire = match self.chunks {

@@ -23,7 +23,7 @@
 //! until `buffer_kib` have gathered or the stream ends, the way nginx buffers
 //! responses unless told `proxy_buffering off` (or `X-Accel-Buffering: no`).
 
-use crate::record::trace::Event;
+use crate::record::trace::{Event, ProxyAction};
 use crate::scenario::{Proxy, ProxyMode, Span};
 use crate::wire::http::{Framing, Request, Response, strip_hop_by_hop};
 use crate::world::conn::Attempt;
@@ -37,10 +37,18 @@ use turmoil::net::TcpListener;
 pub struct ProxyCtx {
     pub net: HostNet,
     pub config: Proxy,
-    /// How the mechanism behind it counts the events in a whole answer, for
-    /// the trace (handed in by the run: the proxy relays bytes it does not
-    /// need to understand).
-    pub count_events: fn(&Response) -> Option<u32>,
+    /// How the mechanism behind it counts events, for the trace (handed in
+    /// by the run: the proxy relays bytes it does not need to understand).
+    pub count_events: EventCounters,
+}
+
+/// A mechanism's way of counting the events in what the proxy relays.
+#[derive(Clone, Copy)]
+pub struct EventCounters {
+    /// In a whole answer.
+    pub answer: fn(&Response) -> Option<u32>,
+    /// In one block of a stream.
+    pub block: fn(&[u8]) -> Option<u32>,
 }
 
 pub async fn proxy(ctx: ProxyCtx) -> turmoil::Result {
@@ -120,7 +128,7 @@ async fn relay(ctx: ProxyCtx, mut downstream: TcpConn) {
             up.close("server closed").await;
         }
         strip_hop_by_hop(&mut answer.headers);
-        let count = (ctx.count_events)(&answer);
+        let count = (ctx.count_events.answer)(&answer);
         if downstream.send_response(&answer, count).await.is_err() {
             if let Some(up) = upstream {
                 up.fail("client gone");
@@ -165,7 +173,7 @@ async fn relay_stream(
             Wait::Done(Ok(None)) => {
                 // The server finished the stream: what is held goes out
                 // now, then the end.
-                flush_all(&mut downstream, &mut held).await;
+                flush_all(ctx, &mut downstream, &mut held).await;
                 let _ = downstream.send_stream_end().await;
                 upstream.close("stream ended").await;
                 return downstream.close("stream ended").await;
@@ -174,7 +182,7 @@ async fn relay_stream(
                 // The server's side broke: the client's side must not look
                 // finished, so it is closed without the last chunk (nginx:
                 // "upstream prematurely closed connection").
-                flush_all(&mut downstream, &mut held).await;
+                flush_all(ctx, &mut downstream, &mut held).await;
                 upstream.fail(&e.to_string());
                 return downstream.close("upstream stream broke").await;
             }
@@ -195,7 +203,7 @@ async fn relay_stream(
             if ctx.config.mode == ProxyMode::Buffer && !unbuffered {
                 ctx.net.trace.record(Event::Proxy {
                     conn: downstream.name.clone(),
-                    action: "flush buffer".into(),
+                    action: ProxyAction::FlushBuffer,
                     reason: format!(
                         "{held_bytes} bytes held >= proxy.buffer_kib = {}",
                         ctx.config.buffer_kib
@@ -203,7 +211,8 @@ async fn relay_stream(
                 });
             }
             for block in held.drain(..) {
-                if downstream.send_block(&block).await.is_err() {
+                let events = (ctx.count_events.block)(&block);
+                if downstream.send_block(&block, events).await.is_err() {
                     upstream.fail("client gone");
                     return downstream.fail("write failed");
                 }
@@ -215,9 +224,13 @@ async fn relay_stream(
 // ANCHOR_END: relay
 
 /// Passes on every held block, as far as the client takes them.
-async fn flush_all(downstream: &mut TcpConn, held: &mut Vec<Vec<u8>>) {
+async fn flush_all(ctx: &ProxyCtx, downstream: &mut TcpConn, held: &mut Vec<Vec<u8>>) {
     for block in held.drain(..) {
-        if downstream.send_block(&block).await.is_err() {
+        if downstream
+            .send_block(&block, (ctx.count_events.block)(&block))
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -266,7 +279,7 @@ async fn close_idle(ctx: &ProxyCtx, downstream: TcpConn, upstream: Option<TcpCon
     let idle = ctx.config.idle_timeout.unwrap_or_default();
     ctx.net.trace.record(Event::Proxy {
         conn: downstream.name.clone(),
-        action: "cut idle connection".into(),
+        action: ProxyAction::CloseIdle,
         reason: format!("no message for {idle} ({while_}); proxy.idle_timeout = {idle}"),
     });
     if let Some(up) = upstream {

@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends `request` as raw bytes to the server of `mechanism` (scenario
-/// overrides `sets`), whose log holds `events` events named `e1`, `e2`, ...,
-/// and returns everything it sent back until it closed or went quiet for a
+/// overrides `sets`), whose log holds one event per entry of `events` (its
+/// payload), and returns everything it sent back until it closed or went quiet for a
 /// simulated second.
 pub fn server_answer(
     mechanism: Mechanism,

@@ -2,7 +2,7 @@
 //! records as they say what they are: hosts by role, messages by kind,
 //! answers by the request they reply to, faults by kind.
 
-use crate::record::trace::{CutKind, Dir, Ending, Event, Kind, Record, Role};
+use crate::record::trace::{CutKind, Dir, Ending, Event, Kind, NETWORK, ProxyAction, Record, Role};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// How a message's arrow looks: its colour and dash.
@@ -81,7 +81,7 @@ pub(super) enum Mark<'a> {
     /// A proxy acted on its own (cut an idle connection, say).
     Proxy {
         conn: &'a str,
-        action: &'a str,
+        action: ProxyAction,
         reason: &'a str,
     },
 }
@@ -130,9 +130,6 @@ pub(super) struct Model<'a> {
     pub(super) typical_latency: Option<u64>,
     pub(super) last_t: u64,
 }
-
-/// The pseudo-host the run loop records network-wide faults on.
-pub(super) const NETWORK: &str = "network";
 
 /// Lifeline order: clients first, the server last, every other host (a
 /// proxy, a host the trace gives no role) in between; within a role by
@@ -267,7 +264,7 @@ impl<'a> Model<'a> {
                     host,
                     Mark::Proxy {
                         conn,
-                        action,
+                        action: *action,
                         reason,
                     },
                 )),
@@ -407,7 +404,13 @@ pub(super) fn find_holds<'a>(
     }
     let mut closes: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
     for (t, host, mark) in marks {
-        if let Mark::Close { conn, .. } | Mark::Proxy { conn, .. } = mark {
+        if let Mark::Close { conn, .. }
+        | Mark::Proxy {
+            conn,
+            action: ProxyAction::CloseIdle,
+            ..
+        } = mark
+        {
             closes.entry((conn, host)).or_default().push(*t);
         }
     }

@@ -763,8 +763,11 @@ impl Svg {
                     reason,
                 } => (
                     proxy_mark(x, y),
-                    format!("{host} at {at} ms: {action} ({reason}) on {conn}"),
-                    Some((action.to_string(), C_FAULT, true, 0, false)),
+                    format!(
+                        "{host} at {at} ms: {} ({reason}) on {conn}",
+                        action.describe()
+                    ),
+                    Some((action.describe().to_string(), C_FAULT, true, 0, false)),
                 ),
             };
             let _ = writeln!(self.out, "<g><title>{}</title>{glyph}</g>", esc(&tip));
