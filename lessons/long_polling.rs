@@ -3,7 +3,7 @@
 //!     cargo test --test lessons long_polling
 
 use crate::{delivery_delays_ms, run};
-use pushpull::record::trace::{Dir, Event, Record};
+use pushpull::record::trace::{Dir, Event, ProxyAction, Record};
 
 // ANCHOR: fewer_requests
 /// "More efficient than short polling": the same events over the same network
@@ -106,10 +106,12 @@ fn long_polling_server_holds_about_one_request_per_client() {
 // ANCHOR_END: one_per_client
 
 // ANCHOR: proxy_trap
-/// The production trap: a proxy that closes connections idle for 20 s, in
-/// front of a server that holds requests for 30 s. Every quiet hold is cut;
-/// the client sees its connection die, backs off, reconnects, and loses
-/// nothing. With a 15 s hold, under the proxy's limit, nothing is cut.
+/// The production trap: a proxy that waits 20 s for an answer (nginx's
+/// `proxy_read_timeout`, an ALB's idle timeout), in front of a server that
+/// holds requests for 30 s. Every quiet hold ends with the proxy answering
+/// `504 Gateway Timeout`; the client counts a failed request, backs off,
+/// reconnects, and loses nothing. With a 15 s hold, under the proxy's limit,
+/// no request times out.
 #[test]
 fn long_polling_hold_longer_than_proxy_idle_timeout_gets_cut_and_recovers() {
     let proxy = ["proxy.enabled=true", "proxy.idle_timeout=20s"];
@@ -120,16 +122,39 @@ fn long_polling_hold_longer_than_proxy_idle_timeout_gets_cut_and_recovers() {
     let cuts = |records: &[Record]| {
         records
             .iter()
-            .filter(|r| matches!(r.event, Event::Proxy { .. }))
+            .filter(|r| {
+                matches!(
+                    r.event,
+                    Event::Proxy {
+                        action: ProxyAction::GatewayTimeout,
+                        ..
+                    }
+                )
+            })
             .count()
     };
+    let client_504s = cut
+        .records
+        .iter()
+        .filter(|r| r.host.starts_with("client"))
+        .filter(|r| matches!(&r.event, Event::Recv { what, .. } if what.starts_with("504")))
+        .count();
     println!(
-        "hold 30s: {} cuts, {} reconnects, lost {}",
+        "hold 30s: {} gateway timeouts, {} answered 504 at a client, {} reconnects, lost {}",
         cuts(&cut.records),
+        client_504s,
         cut.report.reconnects,
         cut.report.lost
     );
-    assert!(cuts(&cut.records) > 0, "the proxy should cut held requests");
+    assert!(
+        cuts(&cut.records) > 0,
+        "the proxy should give up on held requests"
+    );
+    assert_eq!(
+        client_504s,
+        cuts(&cut.records),
+        "each one reaches its client as a 504"
+    );
     assert!(cut.report.reconnects > 0);
     assert_eq!((cut.report.lost, cut.report.duplicated), (0, 0));
 

@@ -149,3 +149,74 @@ fn short_polling_default_report() {
     insta::assert_json_snapshot!(outcome.report);
 }
 // ANCHOR_END: snapshot
+
+// ANCHOR: keep_alive_race
+/// The keep-alive race: the server closes a connection idle for 60 s, and a
+/// client polling every 60 s sends its next request just as the server's
+/// FIN leaves. Nothing was answered, so the client re-sends the GET at once
+/// on a new connection (RFC 9112 section 9.3.1), as browsers do: the race
+/// costs a connection and a round trip, never a failed poll.
+#[test]
+fn short_polling_keep_alive_race_costs_no_failed_poll() {
+    let outcome = run(
+        "short_polling",
+        &[
+            "workload.clients=10",
+            "short_polling.interval=60s",
+            "short_polling.server_idle_timeout=60s",
+        ],
+    );
+    let r = &outcome.report;
+    let errors = outcome
+        .records
+        .iter()
+        .filter(|rec| matches!(rec.event, Event::Error { .. }))
+        .count();
+    println!(
+        "{} requests, {} re-sent on a new connection, {} failed polls",
+        r.requests, r.resent, errors
+    );
+    assert!(r.resent > 0, "the server's idle timeout races the interval");
+    assert_eq!((errors, r.retries, r.lost), (0, 0, 0));
+}
+// ANCHOR_END: keep_alive_race
+
+/// Latency is measured from publication or from the moment the client
+/// joined, whichever is later: a page opened after an event was published
+/// shows it on its first answer, and has not waited for it.
+#[test]
+fn a_late_joiner_does_not_count_the_time_before_it_joined_as_latency() {
+    let outcome = run(
+        "short_polling",
+        &[
+            r#"workload.events={at=["1s"]}"#,
+            "workload.join_spread=5s",
+            "workload.clients=10",
+        ],
+    );
+    let joined_at = |client: u32| {
+        outcome
+            .records
+            .iter()
+            .find(|r| {
+                r.host == format!("client-{client}") && matches!(r.event, Event::Connect { .. })
+            })
+            .map(|r| r.t_us)
+            .expect("every client connects")
+    };
+    let mut late = 0;
+    for r in &outcome.records {
+        if let Event::Deliver {
+            client, latency_us, ..
+        } = r.event
+            && joined_at(client) > 1_000_000
+        {
+            late += 1;
+            // The first answer: two round trips after joining, one to
+            // connect (SYN, SYN-ACK) and one for the poll, 40 ms each way
+            // plus up to 10 ms of jitter.
+            assert!(latency_us <= 200_000, "client {client}: {latency_us} us");
+        }
+    }
+    assert!(late > 0, "some clients join after the event");
+}

@@ -282,3 +282,31 @@ fn sse_default_report() {
     let outcome = run("sse", &[]);
     insta::assert_snapshot!(outcome.report.to_table());
 }
+
+/// `retries` counts every failed attempt: with `retry: 100` and a 15 s cut
+/// whose connections were reset, EventSource tries about ten times a second,
+/// and every attempt after the first failure is a retry, whether its connect
+/// failed or its request went out.
+#[test]
+fn sse_retries_count_every_failed_attempt() {
+    let outcome = run(
+        "sse",
+        &[
+            "sse.retry=100ms",
+            r#"faults=[{cut="client-1", from="60s", to="75s", reset=true}]"#,
+        ],
+    );
+    let failed_connects = outcome
+        .records
+        .iter()
+        .filter(|r| r.host == "client-1" && matches!(r.event, Event::ConnectFailed { .. }))
+        .count() as u64;
+    let r = &outcome.report;
+    println!("{failed_connects} failed connects, retries {}", r.retries);
+    assert!(failed_connects > 100, "about 10 a second for 15 s");
+    assert!(
+        r.retries >= failed_connects,
+        "each failed attempt is counted"
+    );
+    assert_eq!((r.lost, r.duplicated), (0, 0));
+}

@@ -38,6 +38,7 @@ fn send(t_ms: u64, host: &str, conn: &str, dir: Dir, seq: u32, what: &str) -> Re
             reply_to: None,
             lost: false,
             retry: false,
+            resent: false,
         },
     )
 }
@@ -57,6 +58,7 @@ fn answer(t_ms: u64, conn: &str, seq: u32, events: u32) -> Record {
             reply_to: Some(seq),
             lost: false,
             retry: false,
+            resent: false,
         },
     )
 }
@@ -529,6 +531,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
                 reply_to: (dir == Dir::Down).then_some(seq),
                 lost,
                 retry: false,
+                resent: false,
             }),
         (conn.clone(), dir, 0u32..3).prop_map(|(conn, dir, seq)| Event::Recv {
             conn,
@@ -558,7 +561,8 @@ fn arb_event() -> impl Strategy<Value = Event> {
         }),
         Just(Event::ConnectFailed {
             target: "server:80".into(),
-            reason: "refused".into()
+            reason: "refused".into(),
+            retry: true
         }),
         Just(Event::Error {
             client: 1,

@@ -164,9 +164,49 @@ fn cut_cannot_both_hold_and_reset() {
 
 /// A zero reconnection time would spin a failing EventSource forever.
 #[test]
-fn zero_sse_reconnection_time_is_refused() {
-    let m = error_of("", &["sse.client_default_retry=0"]);
-    assert_one_line_naming(&m, "sse.client_default_retry", "at least 1ms");
+fn misconfigurations_a_deployment_could_have_run_with_a_warning() {
+    let warnings = |sets: &[&str]| -> Vec<String> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Plan::from_toml("", &sets)
+            .unwrap_or_else(|e| panic!("{sets:?} should run: {e}"))
+            .warnings
+    };
+    assert!(warnings(&[]).is_empty(), "the defaults are sound");
+    for (sets, names) in [
+        (
+            &["sse.client_default_retry=0"][..],
+            "sse.client_default_retry",
+        ),
+        (&["sse.retry=0"][..], "sse.retry"),
+        (&["network.loss=1"][..], "network.loss"),
+        (
+            &["long_polling.hold=60s", "long_polling.client_timeout=30s"][..],
+            "long_polling.client_timeout",
+        ),
+        (
+            &[
+                "network.latency=100ms",
+                "short_polling.request_timeout=150ms",
+            ][..],
+            "short_polling.request_timeout",
+        ),
+        (
+            &[
+                "mechanism=\"long_polling\"",
+                "proxy.enabled=true",
+                "proxy.idle_timeout=20s",
+            ][..],
+            "proxy.idle_timeout",
+        ),
+    ] {
+        let w = warnings(sets);
+        assert_eq!(w.len(), 1, "{sets:?}: {w:?}");
+        assert!(w[0].contains(names) && !w[0].contains('\n'), "{w:?}");
+        assert!(
+            w[0].contains(": "),
+            "a warning names the consequence: {w:?}"
+        );
+    }
 }
 
 #[test]

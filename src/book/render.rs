@@ -29,6 +29,7 @@ pub fn render_figure(figure: &Figure) -> Result<Vec<(PathBuf, String)>, String> 
         plan.scenario.mechanism.name(),
         plan.scenario.seed,
         figure.window,
+        plan.end(),
     )
     .map_err(fail)?;
     let window = options.window;

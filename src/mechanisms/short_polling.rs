@@ -221,14 +221,6 @@ pub async fn poll_once(
     conn: &mut Option<TcpConn>,
     poll: Poll,
 ) -> Result<Batch, PollError> {
-    if conn.is_none() {
-        *conn = Some(
-            ctx.net
-                .connect(&ctx.upstream, SERVER_PORT, poll.attempt)
-                .await?,
-        );
-    }
-    let c = conn.as_mut().expect("just set");
     let mut request = Request::get(&format!("/updates?after={}", poll.after), "server");
     request
         .headers
@@ -236,8 +228,28 @@ pub async fn poll_once(
     if !poll.keep_alive {
         request.headers.push(("Connection".into(), "close".into()));
     }
-    c.send_request(&request, poll.attempt).await?;
-    let response = c.read_response().await?;
+    let mut attempt = poll.attempt;
+    let response = loop {
+        let reused = conn.is_some();
+        if conn.is_none() {
+            *conn = Some(ctx.net.connect(&ctx.upstream, SERVER_PORT, attempt).await?);
+        }
+        let c = conn.as_mut().expect("just set");
+        match ask(c, &request, attempt).await {
+            Ok(response) => break response,
+            // The server closed the kept-alive connection while it sat idle,
+            // and our request crossed its FIN: nothing was answered, so the
+            // GET is safe to send again, at once, on a new connection (RFC
+            // 9112 section 9.3.1; browsers do this without telling the page).
+            Err(e) if reused && attempt != Attempt::Resend && e.closed_before_answer() => {
+                if let Some(dead) = conn.take() {
+                    dead.fail(&e.to_string());
+                }
+                attempt = Attempt::Resend;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     if response.status != 200 {
         return Err(PollError::Status(response.status));
     }
@@ -250,6 +262,16 @@ pub async fn poll_once(
     Ok(batch)
 }
 // ANCHOR_END: client
+
+/// Sends the request and reads the whole answer.
+async fn ask(
+    conn: &mut TcpConn,
+    request: &Request,
+    attempt: Attempt,
+) -> Result<Response, PollError> {
+    conn.send_request(request, attempt).await?;
+    Ok(conn.read_response().await?)
+}
 
 /// How many events an answer carries, for the trace of a proxy that relays
 /// it (empty answers are the cost of polling, so the report counts them).
@@ -270,6 +292,24 @@ pub enum PollError {
     Read(ReadError),
     Status(u16),
     BadBody,
+}
+
+impl PollError {
+    /// Did the connection close (or reset) before any byte of the answer?
+    /// On a reused connection that is the keep-alive race, not a failure.
+    pub fn closed_before_answer(&self) -> bool {
+        let reset = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            )
+        };
+        match self {
+            PollError::Read(ReadError::ClosedBeforeAnswer) => true,
+            PollError::Read(ReadError::Io(e)) | PollError::Io(e) => reset(e),
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Display for PollError {

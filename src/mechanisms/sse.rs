@@ -251,7 +251,11 @@ pub async fn client(ctx: ClientCtx) {
                 // event id does not.
                 source.parser.end_of_stream();
                 source.parser.reset_for_new_connection();
-                sleep(source.reconnection_time).await;
+                // At least a millisecond, the simulation's clock resolution:
+                // with `retry: 0` and a refused connect (which costs no
+                // simulated time here) the loop would otherwise spin without
+                // time passing.
+                sleep(source.reconnection_time.max(Duration::from_millis(1))).await;
             }
         }
     }

@@ -31,6 +31,7 @@ pub struct Metrics {
     connections_opened: u64,
     reconnects: u64,
     retries: u64,
+    resent: u64,
     open_at_server: u64,
     peak_connections: u64,
     /// Answers sent with no event in them and not yet received, by
@@ -88,6 +89,7 @@ impl Observer for Metrics {
                 events,
                 lost,
                 retry,
+                resent,
                 ..
             } => {
                 if *events == Some(0) && !lost {
@@ -98,6 +100,9 @@ impl Observer for Metrics {
                         self.requests += 1;
                         if *retry {
                             self.retries += 1;
+                        }
+                        if *resent {
+                            self.resent += 1;
                         }
                     }
                     if !lost {
@@ -120,6 +125,11 @@ impl Observer for Metrics {
                         self.empty_responses += 1;
                     }
                 }
+            }
+            // A retry whose connect failed is an attempt too: it sent no
+            // request, so it is counted here.
+            Event::ConnectFailed { retry: true, .. } if role == Some(Role::Client) => {
+                self.retries += 1;
             }
             Event::Connect { reconnect, .. } if role == Some(Role::Client) => {
                 self.connections_opened += 1;
@@ -167,6 +177,7 @@ impl Metrics {
             connections_opened: self.connections_opened,
             reconnects: self.reconnects,
             retries: self.retries,
+            resent: self.resent,
             peak_connections: self.peak_connections,
         }
     }
@@ -231,6 +242,9 @@ pub struct Report {
     pub connections_opened: u64,
     pub reconnects: u64,
     pub retries: u64,
+    /// Requests re-sent at once on a new connection because the server had
+    /// closed the kept-alive one they went out on (RFC 9112 section 9.3.1).
+    pub resent: u64,
     /// Most connections open at the server at once.
     pub peak_connections: u64,
 }
@@ -288,6 +302,7 @@ impl Report {
             ("connections_opened", self.connections_opened.to_string()),
             ("reconnects", self.reconnects.to_string()),
             ("retries", self.retries.to_string()),
+            ("resent", self.resent.to_string()),
             ("peak_connections", self.peak_connections.to_string()),
         ];
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

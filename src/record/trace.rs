@@ -102,6 +102,9 @@ pub enum Ending {
 pub enum ProxyAction {
     /// Closed a connection pair on which nothing moved for its idle timeout.
     CloseIdle,
+    /// Gave up waiting for the server's answer and answered the client
+    /// `504 Gateway Timeout`.
+    GatewayTimeout,
     /// Passed on the stream bytes it had been holding (buffer mode).
     FlushBuffer,
 }
@@ -111,6 +114,7 @@ impl ProxyAction {
     pub fn describe(self) -> &'static str {
         match self {
             ProxyAction::CloseIdle => "closed idle connection",
+            ProxyAction::GatewayTimeout => "answered 504 (server silent)",
             ProxyAction::FlushBuffer => "flushed its buffer",
         }
     }
@@ -159,13 +163,20 @@ pub enum Event {
         ending: Ending,
         reason: String,
     },
-    /// An attempt to open a connection failed.
-    ConnectFailed { target: String, reason: String },
+    /// An attempt to open a connection failed. `retry`: the attempt was
+    /// itself a retry after an earlier failure (the report counts it).
+    ConnectFailed {
+        target: String,
+        reason: String,
+        #[serde(skip_serializing_if = "is_false", default)]
+        retry: bool,
+    },
     /// A whole message was written. `events`: how many application events
     /// it carried, where that applies. `reply_to`: for a response, the `seq`
     /// of the request it answers. `lost`: the network broke the connection
     /// instead of delivering it. `retry`: a request re-sent because an
-    /// earlier attempt failed.
+    /// earlier attempt failed; `resent`: one re-sent at once because its
+    /// kept-alive connection had been closed by the server.
     Send {
         conn: String,
         dir: Dir,
@@ -181,6 +192,10 @@ pub enum Event {
         lost: bool,
         #[serde(skip_serializing_if = "is_false", default)]
         retry: bool,
+        /// A request re-sent at once on a new connection because the server
+        /// had closed the kept-alive one it first went out on.
+        #[serde(skip_serializing_if = "is_false", default)]
+        resent: bool,
     },
     /// A whole message was read.
     Recv {

@@ -29,24 +29,27 @@ fn backoff(section: &str, initial: Span, max: Span) -> Result<(), ScenarioError>
 
 impl Scenario {
     /// Checks every section.
-    pub(super) fn check_sections(&self) -> Result<(), ScenarioError> {
+    /// Checks every section. Values that cannot mean anything are errors;
+    /// a misconfiguration a real deployment could have is run, with a
+    /// one-line warning naming its consequence.
+    pub(super) fn check_sections(&self, warnings: &mut Vec<String>) -> Result<(), ScenarioError> {
         if self.duration == Span::ZERO || self.duration > MAX_DURATION {
             return Err(err("duration", "must be more than 0 and at most 24h"));
         }
         if self.drain > MAX_DURATION {
             return Err(err("drain", "must be at most 24h"));
         }
-        self.network.check()?;
+        self.network.check(warnings)?;
         self.workload.check()?;
         self.short_polling.check()?;
-        self.long_polling.check()?;
-        self.sse.check()?;
+        self.long_polling.check(warnings)?;
+        self.sse.check(warnings)?;
         self.proxy.check()
     }
 }
 
 impl Network {
-    fn check(&self) -> Result<(), ScenarioError> {
+    fn check(&self, warnings: &mut Vec<String>) -> Result<(), ScenarioError> {
         if !(0.0..=1.0).contains(&self.loss) || self.loss.is_nan() {
             return Err(err(
                 "network.loss",
@@ -57,10 +60,7 @@ impl Network {
             ));
         }
         if self.loss >= 1.0 {
-            return Err(err(
-                "network.loss",
-                "1 would break every connection; use less than 1",
-            ));
+            warnings.push("network.loss = 1: every message is lost, nothing gets through".into());
         }
         if self.tick < Span::from_millis(1) || self.tick > Span::from_secs(1) {
             return Err(err("network.tick", "must be between 1ms and 1s"));
@@ -143,15 +143,12 @@ impl ShortPolling {
 }
 
 impl LongPolling {
-    fn check(&self) -> Result<(), ScenarioError> {
+    fn check(&self, warnings: &mut Vec<String>) -> Result<(), ScenarioError> {
         at_least_1ms("long_polling.hold", self.hold)?;
         if self.client_timeout <= self.hold {
-            return Err(err(
-                "long_polling.client_timeout",
-                format!(
-                    "{} must be longer than long_polling.hold ({}) plus a round trip, or quiet holds end with the client giving up",
-                    self.client_timeout, self.hold
-                ),
+            warnings.push(format!(
+                "long_polling.client_timeout ({}) is not longer than long_polling.hold ({}) plus a round trip: every quiet hold ends with the client giving up",
+                self.client_timeout, self.hold
             ));
         }
         backoff("long_polling", self.backoff_initial, self.backoff_max)
@@ -159,13 +156,15 @@ impl LongPolling {
 }
 
 impl Sse {
-    fn check(&self) -> Result<(), ScenarioError> {
-        at_least_1ms("sse.client_default_retry", self.client_default_retry)?;
+    fn check(&self, warnings: &mut Vec<String>) -> Result<(), ScenarioError> {
+        if self.client_default_retry == Span::ZERO {
+            warnings.push("sse.client_default_retry = 0: clients reconnect at once, a tight loop against a server that is down".into());
+        }
         if self.history == 0 || self.history > 1_000_000 {
             return Err(err("sse.history", "must be between 1 and 1000000 events"));
         }
-        if let Some(retry) = self.retry {
-            at_least_1ms("sse.retry", retry)?;
+        if self.retry == Some(Span::ZERO) {
+            warnings.push("sse.retry = 0: the server tells clients to reconnect at once, a tight loop when it is down".into());
         }
         Ok(())
     }

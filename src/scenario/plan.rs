@@ -24,6 +24,9 @@ pub struct Plan {
     pub publications: Vec<Span>,
     /// The faults, in the order the scenario lists them.
     pub faults: Vec<FaultPlan>,
+    /// Misconfigurations a real deployment could have: the run goes ahead,
+    /// and these one-line warnings say what they will do.
+    pub warnings: Vec<String>,
 }
 
 /// One client host and the clients it runs (client k lives on host
@@ -85,8 +88,10 @@ impl Plan {
 
     /// Checks `scenario` and resolves it: the one place a scenario is checked.
     pub fn new(scenario: Scenario) -> Result<Plan, ScenarioError> {
-        scenario.check_sections()?;
+        let mut warnings = Vec::new();
+        scenario.check_sections(&mut warnings)?;
         let s = &scenario;
+        cross_section_warnings(s, &mut warnings);
         let e = &s.workload.events;
         for (i, t) in e.at.iter().enumerate() {
             after_the_end(s, &format!("workload.events.at.{i}"), *t)?;
@@ -143,6 +148,7 @@ impl Plan {
             client_hosts,
             publications,
             faults,
+            warnings,
         })
     }
 
@@ -159,6 +165,29 @@ impl Plan {
     /// When the run ends: its duration and the quiet drain after it.
     pub fn end(&self) -> Span {
         Span(self.scenario.duration.0 + self.scenario.drain.0)
+    }
+}
+
+/// What one section's value does to another's: warnings, never errors.
+fn cross_section_warnings(s: &Scenario, warnings: &mut Vec<String>) {
+    let round_trip = Span(2 * s.network.latency.0);
+    let sp = &s.short_polling;
+    if sp.request_timeout <= round_trip {
+        warnings.push(format!(
+            "short_polling.request_timeout ({}) is not longer than a round trip ({round_trip}): every poll times out",
+            sp.request_timeout
+        ));
+    }
+    let lp = &s.long_polling;
+    if s.proxy.enabled
+        && let Some(idle) = s.proxy.idle_timeout
+        && lp.hold >= idle
+        && s.mechanism == Mechanism::LongPolling
+    {
+        warnings.push(format!(
+            "long_polling.hold ({}) is not shorter than proxy.idle_timeout ({idle}): the proxy answers 504 to every quiet hold",
+            lp.hold
+        ));
     }
 }
 

@@ -82,12 +82,17 @@ fn reset_error() -> io::Error {
     )
 }
 
-/// Whether a connection or a request is the first try or a retry after a
-/// failure (the report counts reconnects and retries).
+/// Whether a connection or a request is the first try, a retry after a
+/// failure, or a request re-sent at once because the kept-alive connection it
+/// went out on had been closed by the server (the report counts each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attempt {
     First,
     Retry,
+    /// RFC 9112 section 9.3.1: a client MAY re-send an idempotent request
+    /// on a new connection when the connection it reused closed before any
+    /// answer came; browsers do, at once and without telling the page.
+    Resend,
 }
 
 impl Attempt {
@@ -110,8 +115,9 @@ pub struct Label {
     pub what: String,
     /// How many application events the message carries, where that applies.
     pub events: Option<u32>,
-    /// A request re-sent because an earlier attempt failed.
-    pub retry: bool,
+    /// A request re-sent because an earlier attempt failed, or at once on a
+    /// new connection because the server had closed the kept-alive one.
+    pub attempt: Attempt,
 }
 
 impl Label {
@@ -120,7 +126,7 @@ impl Label {
             kind,
             what,
             events: None,
-            retry: false,
+            attempt: Attempt::First,
         }
     }
 
@@ -216,7 +222,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             events: label.events,
             reply_to,
             lost,
-            retry: label.retry,
+            retry: label.attempt == Attempt::Retry,
+            resent: label.attempt == Attempt::Resend,
         });
         if lost {
             self.failed = true;

@@ -41,10 +41,14 @@ impl ClientCtx {
     }
 
     /// Hands event `id` to the client's application: the moment that counts
-    /// for delivery latency, measured here once from its publication.
+    /// for delivery latency, measured here once, from the event's
+    /// publication or from the moment the client joined, whichever is later
+    /// (a page opened at 10 s that shows an event of 5 s has not made anyone
+    /// wait 5 s for it).
     pub fn deliver(&self, id: u64) {
         let now = turmoil::sim_elapsed().unwrap_or_default().as_micros() as u64;
-        let published = self.publications.of(id).unwrap_or(now);
+        let joined = self.join_after.as_micros() as u64;
+        let published = self.publications.of(id).unwrap_or(now).max(joined);
         self.net.trace.record(Event::Deliver {
             client: self.id,
             event: id,

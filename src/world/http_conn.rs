@@ -18,8 +18,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub enum ReadError {
     /// The bytes are not an HTTP message we accept (the peer's fault).
     Http(HttpError),
+    /// The peer closed the connection before any byte of the answer.
+    ClosedBeforeAnswer,
     /// The peer closed the connection part-way through a message.
     ClosedMidMessage,
+    /// The peer closed the connection before the end of a chunked stream:
+    /// the stream was cut short, not finished.
+    ClosedMidStream,
     /// The connection failed (reset by the network, say).
     Io(io::Error),
 }
@@ -28,7 +33,15 @@ impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReadError::Http(e) => write!(f, "{e}"),
-            ReadError::ClosedMidMessage => write!(f, "connection closed mid-message"),
+            ReadError::ClosedBeforeAnswer => {
+                write!(f, "connection closed before any byte of the answer")
+            }
+            ReadError::ClosedMidMessage => {
+                write!(f, "connection closed in the middle of a message")
+            }
+            ReadError::ClosedMidStream => {
+                write!(f, "connection closed before the end of the stream")
+            }
             ReadError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -145,7 +158,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }) => return Ok((response, framing, head_len)),
                 None => {
                     if !self.read_more().await? {
-                        return Err(ReadError::ClosedMidMessage);
+                        return Err(if self.buffered().is_empty() {
+                            ReadError::ClosedBeforeAnswer
+                        } else {
+                            ReadError::ClosedMidMessage
+                        });
                     }
                 }
             }
@@ -169,7 +186,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     pub async fn send_request(&mut self, request: &Request, attempt: Attempt) -> io::Result<()> {
         let mut label = Label::new(Kind::Request, request.summary());
-        label.retry = attempt == Attempt::Retry;
+        label.attempt = attempt;
         self.send(&request.to_bytes(), label).await
     }
 
@@ -215,7 +232,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     .await;
                 self.close(&format!("sent {status}")).await
             }
-            ReadError::ClosedMidMessage | ReadError::Io(_) => self.fail(&error.to_string()),
+            ReadError::ClosedBeforeAnswer
+            | ReadError::ClosedMidMessage
+            | ReadError::ClosedMidStream
+            | ReadError::Io(_) => self.fail(&error.to_string()),
         }
     }
 }
@@ -286,7 +306,7 @@ impl StreamBody {
             if !conn.read_more().await? {
                 return match self.chunks {
                     None => Ok(None),
-                    Some(_) => Err(ReadError::ClosedMidMessage),
+                    Some(_) => Err(ReadError::ClosedMidStream),
                 };
             }
         }

@@ -99,6 +99,7 @@ impl HostNet {
                 self.trace.record(Event::ConnectFailed {
                     target: format!("{host}:{port}"),
                     reason: e.kind().to_string(),
+                    retry: attempt == Attempt::Retry,
                 });
                 // turmoil's message is a bare IP address; name the host.
                 Err(io::Error::new(

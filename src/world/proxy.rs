@@ -12,11 +12,17 @@
 //! client-1 ◀──────200 OK────────── proxy ◀──────200 OK──────────── server
 //! ```
 //!
-//! Its one policy so far is the idle timeout: a connection pair on which no
-//! message has moved for `idle_timeout` is closed at both ends, as AWS's ALB
-//! (60 s by default), nginx (`proxy_read_timeout`, 60 s) and most others do.
-//! A long-poll held longer than that is cut. The trace records each cut as a
-//! `proxy` event with the reason.
+//! Its one timeout is `idle_timeout`, playing the parts nginx splits in three
+//! (AWS's ALB has one, 60 s by default):
+//! - waiting for the server's answer longer than that (nginx's
+//!   `proxy_read_timeout`, 60 s), it gives up and answers the client
+//!   `504 Gateway Timeout`: a long poll held longer than that never gets its
+//!   answer;
+//! - a client connection quiet that long between requests, or a stream with
+//!   no byte that long, is closed at both ends.
+//!
+//! When the server cannot be reached it answers `502 Bad Gateway` at once.
+//! The trace records each of these as a `proxy` event with the reason.
 //!
 //! Streamed answers (SSE) are passed on block by block. Modes (`proxy.mode`)
 //! change that: `forward` passes each block on at once; `buffer` holds them
@@ -103,7 +109,23 @@ async fn relay(ctx: ProxyCtx, mut downstream: TcpConn) {
         request.headers.push(("Via".into(), "1.1 proxy".into()));
         let (mut answer, framing) = match forward(&ctx, &mut upstream, &request, idle).await {
             Wait::Idle => {
-                return close_idle(&ctx, downstream, upstream, "waiting for the server").await;
+                // nginx's proxy_read_timeout: the server said nothing for
+                // that long. The client gets an answer, not a dead socket.
+                let idle = ctx.config.idle_timeout.unwrap_or_default();
+                ctx.net.trace.record(Event::Proxy {
+                    conn: downstream.name.clone(),
+                    action: ProxyAction::GatewayTimeout,
+                    reason: format!(
+                        "no answer from the server for {idle}; proxy.idle_timeout = {idle}"
+                    ),
+                });
+                if let Some(up) = upstream.take() {
+                    up.close("proxy read timeout").await;
+                }
+                (
+                    Response::error(504, "the server did not answer in time"),
+                    Framing::Length(0),
+                )
             }
             Wait::Done(Ok(answer)) => answer,
             Wait::Done(Err(why)) => {
@@ -135,7 +157,7 @@ async fn relay(ctx: ProxyCtx, mut downstream: TcpConn) {
             }
             return downstream.fail("write failed");
         }
-        if answer.status == 502 || !client_keeps_alive {
+        if matches!(answer.status, 502 | 504) || !client_keeps_alive {
             if let Some(up) = upstream {
                 up.close("done").await;
             }

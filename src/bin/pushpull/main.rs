@@ -158,10 +158,12 @@ fn execute(cli: Cli) -> Result<(), String> {
         } => {
             warn_if_not_deterministic();
             let plan = lessons::load(&scenario, &params.overrides())?;
+            print_warnings(&plan);
             let diagram_options = diagram::options_for(
                 plan.scenario.mechanism.name(),
                 plan.scenario.seed,
                 window.as_deref(),
+                plan.end(),
             )?;
             let trace_file: Option<Box<dyn std::io::Write>> = match &trace {
                 Some(path) => Some(Box::new(std::io::BufWriter::new(
@@ -188,6 +190,7 @@ fn execute(cli: Cli) -> Result<(), String> {
         Command::Compare { scenario, params } => {
             warn_if_not_deterministic();
             let plan = lessons::load(&scenario, &params.overrides())?;
+            print_warnings(&plan);
             let reports = run::compare(&plan)?;
             match params.format {
                 Format::Table => print!("{}", comparison_table(&reports)),
@@ -229,6 +232,14 @@ fn execute(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Bench => bench::bench(),
+    }
+}
+
+/// A misconfiguration a real deployment could have is run, not refused:
+/// one line each on standard error says what it will do.
+fn print_warnings(plan: &pushpull::scenario::Plan) {
+    for warning in &plan.warnings {
+        eprintln!("warning: {warning}");
     }
 }
 

@@ -113,15 +113,25 @@ pub fn render(records: &[Record], options: &DiagramOptions) -> String {
 }
 
 /// The options of a `--diagram` picture: the title says which mechanism and
-/// seed, `window` is `--window`'s `FROM..TO`. The CLI and the book both call
-/// this, so a figure's command line reproduces it byte for byte.
+/// seed, `window` is `--window`'s `FROM..TO`, which must start before the
+/// run's `end`. The CLI and the book both call this, so a figure's command
+/// line reproduces it byte for byte.
 pub fn options_for(
     mechanism: &str,
     seed: u64,
     window: Option<&str>,
+    end: Span,
 ) -> Result<DiagramOptions, String> {
+    let window = window.map(parse_window).transpose()?;
+    if let Some((from, _)) = window
+        && from >= end
+    {
+        return Err(format!(
+            "--window starts at {from}, after the run ends (at {end}): nothing to draw"
+        ));
+    }
     Ok(DiagramOptions {
-        window: window.map(parse_window).transpose()?,
+        window,
         title: format!("{mechanism} (seed {seed})"),
     })
 }

@@ -213,6 +213,7 @@ impl<'a> Model<'a> {
                     reply_to,
                     lost,
                     retry,
+                    ..
                 } => {
                     let to = conn_peer(conn, *dir).filter(|p| *p != host);
                     if let Some(p) = to {
@@ -304,7 +305,7 @@ impl<'a> Model<'a> {
                         reason,
                     },
                 )),
-                Event::ConnectFailed { target, reason } => {
+                Event::ConnectFailed { target, reason, .. } => {
                     marks.push((t, host, Mark::ConnectFailed { target, reason }))
                 }
                 Event::Error { client, what } => marks.push((
