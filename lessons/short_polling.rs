@@ -114,19 +114,52 @@ fn short_polling_loses_nothing_across_a_server_crash() {
     assert_eq!((r.lost, r.duplicated, r.out_of_order), (0, 0, 0));
 }
 
-/// Lossy network: connections break, clients retry, nothing is lost.
+/// Lossy network: 5% of transmissions vanish, TCP sends them again after
+/// its retransmission timeout (at least 200 ms), and the polls carry on:
+/// loss costs delay, not connections.
 #[test]
-fn short_polling_survives_a_lossy_network() {
+fn short_polling_on_a_lossy_network_pays_in_delay_not_connections() {
+    let lossy = ["workload.events={every=\"10s\", start=\"5s\"}"];
+    let clean = run("short_polling", &lossy).report;
+    let lossy = run(
+        "short_polling",
+        &[&lossy[..], &["network.loss=0.05"]].concat(),
+    )
+    .report;
+    println!(
+        "5% loss: {} retransmissions, reconnects {}, worst delay {:?} ms (clean: {:?} ms)",
+        lossy.retransmissions, lossy.reconnects, lossy.latency_ms.max, clean.latency_ms.max
+    );
+    assert!(lossy.retransmissions > 0);
+    assert_eq!((lossy.reconnects, lossy.retries), (0, 0));
+    assert_eq!((lossy.lost, lossy.duplicated), (0, 0));
+    assert!(lossy.latency_ms.max > clean.latency_ms.max);
+}
+
+/// A poll during a cut: the kernel retransmits the request, then, once the
+/// poll's own 2 s timeout has given up on the connection, retransmits the
+/// new connection's SYN (after 1 s, then 3 s, ...); the client's timeout
+/// decides before the kernel's 127 s would, and it backs off and tries again.
+#[test]
+fn short_polling_connect_during_a_cut_waits_and_the_client_timeout_decides() {
     let outcome = run(
         "short_polling",
-        &[
-            "network.loss=0.05",
-            "workload.events={every=\"10s\", start=\"5s\"}",
-        ],
+        &[r#"faults=[{cut="client-1", from="60s", to="90s"}]"#],
     );
-    let r = &outcome.report;
-    assert!(r.retries > 0, "5% loss should break some polls");
-    assert_eq!((r.lost, r.duplicated), (0, 0));
+    let count = |f: fn(&Event) -> bool| {
+        outcome
+            .records
+            .iter()
+            .filter(|r| r.host == "client-1" && f(&r.event))
+            .count()
+    };
+    let syns = count(|e| matches!(e, Event::SynRetransmit { .. }));
+    let refused = count(|e| matches!(e, Event::ConnectFailed { .. }));
+    let timeouts = count(|e| matches!(e, Event::Error { what, .. } if what == "request timeout"));
+    println!("{syns} SYN retransmissions, {refused} failed connects, {timeouts} poll timeouts");
+    assert!(syns > 0 && timeouts > 0);
+    assert_eq!(refused, 0, "the poll's timeout ends each connect first");
+    assert_eq!(outcome.report.lost, 0);
 }
 
 /// Without keep-alive every poll pays for a new TCP connection.

@@ -120,14 +120,42 @@ fn sse_retry_field_makes_the_outage_longer() {
 }
 // ANCHOR_END: retry_field
 
+// ANCHOR: silent_cut
+/// A 15 s silent cut (packets vanish, nobody is told): the server's TCP
+/// retransmits what it wrote during the cut, with a doubling timeout, and
+/// the stream carries on after the heal: nothing lost, no reconnect. The
+/// delay runs past the heal, to the server's next retransmission.
+#[test]
+fn sse_stream_rides_out_a_silent_cut_by_retransmission() {
+    let outcome = run(
+        "sse",
+        &[r#"faults=[{cut="client-1", from="60s", to="75s"}]"#],
+    );
+    let r = &outcome.report;
+    let worst = r.latency_ms.max.unwrap();
+    println!(
+        "silent cut: reconnects {}, lost {}, retransmissions {}, worst delay {worst} ms",
+        r.reconnects, r.lost, r.retransmissions
+    );
+    assert_eq!((r.reconnects, r.connections_opened, r.requests), (0, 3, 3));
+    assert_eq!((r.lost, r.duplicated, r.out_of_order), (0, 0, 0));
+    assert!(r.retransmissions > 0);
+    // The event published at the start of the cut waited for the heal
+    // (15 s) and then for the next retransmission after it.
+    assert!(worst > 15_100.0, "{worst}");
+}
+// ANCHOR_END: silent_cut
+
 // ANCHOR: silent_partition
-/// A silent partition (packets vanish, no reset ever comes) leaves a browser's
-/// EventSource waiting forever on a dead stream. A heartbeat timeout on the
+/// A middlebox that forgets the connection (a NAT or load balancer that
+/// lost its table; `forget = true`): after the heal, the old connection's
+/// packets vanish for good, and no reset ever comes. A browser's
+/// EventSource waits forever on the dead stream. A heartbeat timeout on the
 /// client (the server sends a comment every 15 s, so 20 s of silence means
 /// the stream is dead) turns it into a reconnect, and nothing is lost.
 #[test]
-fn sse_heartbeat_timeout_detects_a_silent_partition() {
-    let cut = r#"faults=[{cut="client-1", from="60s", to="75s"}]"#;
+fn sse_heartbeat_timeout_detects_a_forgotten_connection() {
+    let cut = r#"faults=[{cut="client-1", from="60s", to="75s", forget=true}]"#;
     let stuck = run("sse", &[cut]);
     let lost_by_client_1 = stuck.report.published - delivered_ids(&stuck.records, 1).len() as u64;
     println!("without a heartbeat timeout client-1 misses {lost_by_client_1} events");
@@ -283,17 +311,18 @@ fn sse_default_report() {
     insta::assert_snapshot!(outcome.report.to_table());
 }
 
-/// `retries` counts every failed attempt: with `retry: 100` and a 15 s cut
-/// whose connections were reset, EventSource tries about ten times a second,
-/// and every attempt after the first failure is a retry, whether its connect
-/// failed or its request went out.
+/// `retries` counts every failed attempt: with `retry: 100` and a server
+/// process that crashed for 15 s (its host's kernel refuses every connect at
+/// once), EventSource tries about five times a second, and every attempt
+/// after the first failure is a retry, whether its connect failed or its
+/// request went out.
 #[test]
 fn sse_retries_count_every_failed_attempt() {
     let outcome = run(
         "sse",
         &[
             "sse.retry=100ms",
-            r#"faults=[{cut="client-1", from="60s", to="75s", reset=true}]"#,
+            r#"faults=[{crash="server", at="60s", restart="75s"}]"#,
         ],
     );
     let failed_connects = outcome
@@ -303,10 +332,86 @@ fn sse_retries_count_every_failed_attempt() {
         .count() as u64;
     let r = &outcome.report;
     println!("{failed_connects} failed connects, retries {}", r.retries);
-    assert!(failed_connects > 100, "about 10 a second for 15 s");
+    assert!(failed_connects > 50, "about 5 a second for 15 s");
     assert!(
         r.retries >= failed_connects,
         "each failed attempt is counted"
     );
+    assert_eq!((r.lost, r.duplicated), (0, 0));
+}
+
+/// The kernel can find a forgotten connection too: with TCP keep-alive (as
+/// Chromium asks for, there 45 s), an idle stream is probed, and 9
+/// unanswered probes abort it; EventSource then reconnects. Here 5 s, so it
+/// takes 5 + 9 x 5 = 50 s of silence; with Chromium's 45 s, 450 s.
+#[test]
+fn sse_tcp_keepalive_finds_a_forgotten_connection_eventually() {
+    let outcome = run(
+        "sse",
+        &[
+            r#"faults=[{cut="client-1", from="60s", to="75s", forget=true}]"#,
+            "network.tcp_keepalive=5s",
+            // Quiet streams: only heartbeats would cross, and none are sent,
+            // so the keep-alive timer runs.
+            "sse.heartbeat=0",
+            r#"workload.events={every="200s", start="10s"}"#,
+        ],
+    );
+    let timed_out = outcome.records.iter().any(|r| {
+        r.host == "client-1"
+            && matches!(&r.event, Event::Close { reason, .. } if reason.contains("keep-alive"))
+    });
+    let r = &outcome.report;
+    println!("keep-alive: reconnects {}, lost {}", r.reconnects, r.lost);
+    assert!(
+        timed_out,
+        "the probes go unanswered and the kernel gives up"
+    );
+    assert_eq!(r.reconnects, 1);
+    assert_eq!((r.lost, r.duplicated), (0, 0));
+}
+
+/// A NAT that forgets connections idle for 10 s kills a stream whose
+/// heartbeat comes every 15 s (between two events a minute apart); a 5 s
+/// heartbeat keeps it alive.
+#[test]
+fn sse_nat_idle_timeout_kills_a_quiet_stream_unless_heartbeats_come_more_often() {
+    let quiet = [
+        "network.nat_idle_timeout=10s",
+        r#"workload.events={every="60s", start="30s"}"#,
+    ];
+    let killed = run("sse", &[&quiet[..], &["sse.heartbeat=15s"]].concat());
+    let kept = run("sse", &[&quiet[..], &["sse.heartbeat=5s"]].concat());
+    println!(
+        "heartbeat 15 s: lost {}; heartbeat 5 s: lost {}",
+        killed.report.lost, kept.report.lost
+    );
+    assert!(killed.report.lost > 0, "the NAT forgot the quiet streams");
+    assert_eq!(kept.report.lost, 0);
+}
+
+/// A cut longer than the retransmission timeout: the server's TCP gives up
+/// on its unacknowledged data ("connection timed out") and drops the
+/// connection; the client learns of it only when something finally reaches
+/// it after the heal, reconnects, and resumes from its last event id.
+#[test]
+fn sse_a_cut_longer_than_the_retransmission_timeout_times_the_connection_out() {
+    let outcome = run(
+        "sse",
+        &[
+            "network.tcp_retransmit_timeout=30s",
+            r#"faults=[{cut="client-1", from="60s", to="150s"}]"#,
+        ],
+    );
+    let timed_out = outcome.records.iter().any(|r| {
+        r.host == "server"
+            && matches!(&r.event, Event::Close { reason, .. } if reason.contains("timed out"))
+    });
+    let r = &outcome.report;
+    println!(
+        "timed out: {timed_out}; reconnects {}, lost {}",
+        r.reconnects, r.lost
+    );
+    assert!(timed_out);
     assert_eq!((r.lost, r.duplicated), (0, 0));
 }

@@ -5,8 +5,10 @@
 //! give the same run, byte for byte, so a book can show a run and a learner can
 //! reproduce it exactly, then change one parameter and see what moves.
 //!
-//! What it is: real async code speaking real HTTP/1.1 bytes over simulated TCP,
-//! with latency, jitter, cut-offs, crashes and proxies in simulated time. What it
+//! What it is: real async code speaking real HTTP/1.1 bytes over simulated TCP
+//! (with the retransmissions and timeouts of Linux's), with latency, jitter,
+//! loss, cut-offs, forgetful middleboxes, crashes and proxies in simulated
+//! time. What it
 //! is not: a load tester or a production library. Each mechanism is written to
 //! be read; WebSocket and webhooks are not here yet.
 //!
@@ -28,7 +30,8 @@
 //! | 2 the simulated world | [`world::proxy`] | an HTTP proxy between clients and server: idle timeout, buffering | "Long polling", "Server-Sent Events" |
 //! | | [`world::context`] | what the server and each client run with | |
 //! | | [`world::http_conn`] | HTTP/1.1 messages over a traced connection | |
-//! | | [`world::network`] | connecting, accepting, the network's resets | "The sandbox" |
+//! | | [`world::network`] | connecting, accepting, the switchboard through which faults reach connections | "The sandbox" |
+//! | | [`world::tcp`] | what a kernel's TCP adds to turmoil: retransmission, timeouts, SYN retries, keep-alive, middleboxes that forget | "The sandbox" |
 //! | | [`world::conn`] | one end of a TCP connection: bytes, faults, trace records | |
 //! | | [`world::event_log`] | the server's events, outside the server process | |
 //! | 2 reading the record | [`record::report`] | the numbers of a run, computed from its trace | every chapter |

@@ -23,11 +23,11 @@ use crate::record::report::{Metrics, Report};
 use crate::record::trace::{Event, NETWORK, Record, Role, Tracer};
 use crate::scenario::plan::derive_seed;
 use crate::scenario::{CutKind, FaultPlan, Plan, Span};
-use crate::world::conn::Loss;
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::event_log::{EventLog, payload};
 use crate::world::network::{HostNet, Switchboard};
 use crate::world::proxy::ProxyCtx;
+use crate::world::tcp::{Loss, TcpSettings};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;
@@ -85,7 +85,7 @@ pub fn compare(plan: &Plan) -> Result<Vec<Report>, String> {
 enum Action<'a> {
     Publish,
     Cut(&'a [String], CutKind),
-    Heal(&'a [String], CutKind),
+    Heal(&'a [String]),
     Crash(&'a str),
     Restart(&'a str),
 }
@@ -114,8 +114,15 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         .ephemeral_ports(32768..=60999)
         .build();
 
-    let switchboard = Switchboard::default();
-    let host_net = |host: &str| HostNet {
+    let switchboard = Switchboard::new(TcpSettings {
+        round_trip: Span(2 * net.latency.0),
+        retransmit_timeout: net.tcp_retransmit_timeout,
+        keepalive: net.tcp_keepalive,
+        nat_idle_timeout: net.nat_idle_timeout,
+    });
+    // Keep-alive is a client's choice (a browser asks its kernel for it).
+    let host_net = |host: &str, keepalive: Option<Span>| HostNet {
+        keepalive,
         switchboard: switchboard.clone(),
         trace: tracer.on(host),
         loss: Loss {
@@ -132,7 +139,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
 
     let log = EventLog::default();
     let server_ctx = ServerCtx {
-        net: host_net("server"),
+        net: host_net("server", None),
         log: log.clone(),
         scenario: scenario.clone(),
     };
@@ -148,7 +155,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
     // that cut a client cut it from the proxy, the host it really reaches.
     let upstream = if scenario.proxy.enabled {
         let proxy_ctx = ProxyCtx {
-            net: host_net("proxy"),
+            net: host_net("proxy", None),
             config: scenario.proxy.clone(),
             count_events: mechanisms::event_counters(mechanism),
         };
@@ -164,7 +171,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
     for host in &plan.client_hosts {
         declare(&host.name, Role::Client, host.clients.clone());
         let ids = host.clients.clone();
-        let hn = host_net(&host.name);
+        let hn = host_net(&host.name, net.tcp_keepalive);
         let scenario = scenario.clone();
         let publications = log.publications();
         sim.host(host.name.as_str(), move || {
@@ -217,7 +224,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                 how,
             } => {
                 actions.push((*from, Action::Cut(hosts, *how)));
-                actions.push((*to, Action::Heal(hosts, *how)));
+                actions.push((*to, Action::Heal(hosts)));
             }
             FaultPlan::Crash { host, at, restart } => {
                 actions.push((*at, Action::Crash(host)));
@@ -240,34 +247,32 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                     tracer.at(t, "server", Event::Publish { event: id });
                 }
                 Action::Cut(hosts, how) => {
+                    // Our TCP (world::tcp) stops data at the cut and
+                    // retransmits it; turmoil holds whatever else is on the
+                    // wire (a FIN, a message already in flight) until the heal.
                     for h in hosts.iter() {
-                        match how {
-                            CutKind::Hold => sim.hold(h.as_str(), upstream),
-                            CutKind::Silent | CutKind::Reset => sim.partition(h.as_str(), upstream),
-                        }
+                        sim.hold(h.as_str(), upstream);
                     }
-                    if *how == CutKind::Reset {
-                        switchboard.reset(hosts);
-                    }
+                    switchboard.cut(hosts, *how);
                     let hosts = hosts.to_vec();
                     tracer.at(t, NETWORK, Event::Cut { hosts, how: *how });
                 }
-                Action::Heal(hosts, how) => {
+                Action::Heal(hosts) => {
                     for h in hosts.iter() {
-                        match how {
-                            CutKind::Hold => sim.release(h.as_str(), upstream),
-                            CutKind::Silent | CutKind::Reset => sim.repair(h.as_str(), upstream),
-                        }
+                        sim.release(h.as_str(), upstream);
                     }
+                    switchboard.heal(hosts);
                     let hosts = hosts.to_vec();
                     tracer.at(t, NETWORK, Event::Heal { hosts });
                 }
                 Action::Crash(host) => {
                     sim.crash(*host);
+                    switchboard.set_crashed(host, true);
                     tracer.at(t, host, Event::Crash);
                 }
                 Action::Restart(host) => {
                     sim.bounce(*host);
+                    switchboard.set_crashed(host, false);
                     tracer.at(t, host, Event::Restart);
                 }
             }

@@ -154,15 +154,23 @@ fn overlapping_faults_are_refused() {
 
 /// A cut holds packets or resets connections, not both.
 #[test]
-fn cut_cannot_both_hold_and_reset() {
-    let m = error_of(
-        "",
-        &[r#"faults=[{cut="client-1",from="5s",to="9s",hold=true,reset=true}]"#],
-    );
-    assert_one_line_naming(&m, "faults.0.hold", "not both");
+fn a_cut_is_one_kind_of_cut() {
+    for kinds in [
+        "hold=true,reset=true",
+        "reset=true,forget=true",
+        "hold=true,forget=true",
+    ] {
+        let m = error_of(
+            "",
+            &[&format!(
+                r#"faults=[{{cut="client-1",from="5s",to="9s",{kinds}}}]"#
+            )],
+        );
+        assert_one_line_naming(&m, "faults.0.hold", "at most one");
+    }
 }
 
-/// A zero reconnection time would spin a failing EventSource forever.
+/// A misconfiguration a real deployment could have runs, with a warning.
 #[test]
 fn misconfigurations_a_deployment_could_have_run_with_a_warning() {
     let warnings = |sets: &[&str]| -> Vec<String> {

@@ -96,8 +96,8 @@ async fn serve_connection(mut conn: TcpConn, log: EventLog, hold: Duration) {
             }
         };
         let (response, count) = batch_answer(events);
-        if conn.send_response(&response, Some(count)).await.is_err() {
-            return conn.fail("write failed");
+        if let Err(e) = conn.send_response(&response, Some(count)).await {
+            return conn.fail(&format!("write failed: {e}"));
         }
         if !request.keep_alive() {
             return conn.close("done").await;

@@ -88,8 +88,8 @@ async fn serve_connection(mut conn: TcpConn, log: EventLog, idle_timeout: Durati
         };
         let (response, events) = answer_poll(&request, &log);
         let keep_open = request.keep_alive() && response.status == 200;
-        if conn.send_response(&response, events).await.is_err() {
-            return conn.fail("write failed");
+        if let Err(e) = conn.send_response(&response, events).await {
+            return conn.fail(&format!("write failed: {e}"));
         }
         if !keep_open {
             return conn.close("done").await;

@@ -94,13 +94,13 @@ async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
         // The fix for buffering proxies, asked for by the response itself.
         head.headers.push(("X-Accel-Buffering".into(), "no".into()));
     }
-    if conn.send_stream_head(&head).await.is_err() {
-        return conn.fail("write failed");
+    if let Err(e) = conn.send_stream_head(&head).await {
+        return conn.fail(&format!("write failed: {e}"));
     }
     if let Some(retry) = params.retry {
         let block = format!("retry: {}\n\n", retry.as_micros() / 1000);
-        if conn.send_block(block.as_bytes(), None).await.is_err() {
-            return conn.fail("write failed");
+        if let Err(e) = conn.send_block(block.as_bytes(), None).await {
+            return conn.fail(&format!("write failed: {e}"));
         }
     }
     // Where this client got to. Its browser sends the last id it saw; a new
@@ -119,8 +119,8 @@ async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
             cursor + 1,
             oldest_kept - 1
         );
-        if conn.send_block(gap.as_bytes(), None).await.is_err() {
-            return conn.fail("write failed");
+        if let Err(e) = conn.send_block(gap.as_bytes(), None).await {
+            return conn.fail(&format!("write failed: {e}"));
         }
         cursor = oldest_kept - 1;
     }
@@ -133,12 +133,8 @@ async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
         if !events.is_empty() {
             // Replay what the client missed, then each new event as it comes.
             for event in events {
-                if conn
-                    .send_block(&event_block(&event), Some(1))
-                    .await
-                    .is_err()
-                {
-                    return conn.fail("write failed");
+                if let Err(e) = conn.send_block(&event_block(&event), Some(1)).await {
+                    return conn.fail(&format!("write failed: {e}"));
                 }
                 cursor = event.id;
             }
@@ -152,8 +148,8 @@ async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
             // Silence for `heartbeat`: a comment keeps proxies and the
             // client's own timeout from taking the stream for dead.
             _ = sleep_or_never(heartbeat) => {
-                if conn.send_block(b": heartbeat\n\n", None).await.is_err() {
-                    return conn.fail("write failed");
+                if let Err(e) = conn.send_block(b": heartbeat\n\n", None).await {
+                    return conn.fail(&format!("write failed: {e}"));
                 }
             }
             _ = conn.until_peer_closes() => return conn.close("client closed").await,
@@ -312,7 +308,7 @@ async fn connect_and_stream(ctx: &ClientCtx, source: &mut EventSource) -> End {
         Some(Cause::ServerEnded) | None => Attempt::First,
     };
     if let Err(e) = conn.send_request(&request, attempt).await {
-        conn.fail("write failed");
+        conn.fail(&format!("write failed: {e}"));
         return network_error(e);
     }
     let (response, framing) = match within(silence, conn.read_response_start()).await {

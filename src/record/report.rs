@@ -32,6 +32,7 @@ pub struct Metrics {
     reconnects: u64,
     retries: u64,
     resent: u64,
+    retransmissions: u64,
     open_at_server: u64,
     peak_connections: u64,
     /// Answers sent with no event in them and not yet received, by
@@ -87,12 +88,11 @@ impl Observer for Metrics {
                 kind,
                 bytes,
                 events,
-                lost,
                 retry,
                 resent,
                 ..
             } => {
-                if *events == Some(0) && !lost {
+                if *events == Some(0) {
                     self.empty_in_flight.insert((conn.clone(), *dir, *seq));
                 }
                 if role == Some(Role::Client) {
@@ -105,9 +105,7 @@ impl Observer for Metrics {
                             self.resent += 1;
                         }
                     }
-                    if !lost {
-                        self.bytes_up += bytes;
-                    }
+                    self.bytes_up += bytes;
                 }
             }
             Event::Recv {
@@ -126,6 +124,7 @@ impl Observer for Metrics {
                     }
                 }
             }
+            Event::Retransmit { .. } | Event::SynRetransmit { .. } => self.retransmissions += 1,
             // A retry whose connect failed is an attempt too: it sent no
             // request, so it is counted here.
             Event::ConnectFailed { retry: true, .. } if role == Some(Role::Client) => {
@@ -178,6 +177,7 @@ impl Metrics {
             reconnects: self.reconnects,
             retries: self.retries,
             resent: self.resent,
+            retransmissions: self.retransmissions,
             peak_connections: self.peak_connections,
         }
     }
@@ -245,6 +245,9 @@ pub struct Report {
     /// Requests re-sent at once on a new connection because the server had
     /// closed the kept-alive one they went out on (RFC 9112 section 9.3.1).
     pub resent: u64,
+    /// Segments TCP sent again, on every host, because an earlier
+    /// transmission did not get through (SYNs included).
+    pub retransmissions: u64,
     /// Most connections open at the server at once.
     pub peak_connections: u64,
 }
@@ -303,6 +306,7 @@ impl Report {
             ("reconnects", self.reconnects.to_string()),
             ("retries", self.retries.to_string()),
             ("resent", self.resent.to_string()),
+            ("retransmissions", self.retransmissions.to_string()),
             ("peak_connections", self.peak_connections.to_string()),
         ];
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

@@ -12,11 +12,11 @@
 //! ```text
 //! {"t_us":0,"host":"server","ev":"host","role":"server"}
 //! {"t_us":0,"host":"client-1","ev":"host","role":"client","clients":[1]}
-//! {"t_us":3991000,"host":"client-1","ev":"connect","conn":"client-1:32768>server:80"}
-//! {"t_us":3991000,"host":"client-1","ev":"send","conn":"client-1:32768>server:80","dir":"up","seq":1,"kind":"request","what":"GET /updates?after=0","bytes":73}
-//! {"t_us":4034000,"host":"server","ev":"recv","conn":"client-1:32768>server:80","dir":"up","seq":1,"kind":"request","what":"GET /updates?after=0","bytes":73}
-//! {"t_us":4034000,"host":"server","ev":"send","conn":"client-1:32768>server:80","dir":"down","seq":1,"kind":"response","what":"200 OK","bytes":97,"events":0,"reply_to":1}
-//! {"t_us":4074000,"host":"client-1","ev":"recv","conn":"client-1:32768>server:80","dir":"down","seq":1,"kind":"response","what":"200 OK","bytes":97}
+//! {"t_us":4031000,"host":"client-1","ev":"connect","conn":"client-1:32768>server:80"}
+//! {"t_us":4031000,"host":"client-1","ev":"send","conn":"client-1:32768>server:80","dir":"up","seq":1,"kind":"request","what":"GET /updates?after=0","bytes":73}
+//! {"t_us":4074000,"host":"server","ev":"recv","conn":"client-1:32768>server:80","dir":"up","seq":1,"kind":"request","what":"GET /updates?after=0","bytes":73}
+//! {"t_us":4074000,"host":"server","ev":"send","conn":"client-1:32768>server:80","dir":"down","seq":1,"kind":"response","what":"200 OK","bytes":97,"events":0,"reply_to":1}
+//! {"t_us":4114000,"host":"client-1","ev":"recv","conn":"client-1:32768>server:80","dir":"down","seq":1,"kind":"response","what":"200 OK","bytes":97}
 //! {"t_us":30000000,"host":"server","ev":"publish","event":1}
 //! {"t_us":34034000,"host":"client-1","ev":"deliver","client":1,"event":1,"latency_us":4034000}
 //! ```
@@ -171,12 +171,12 @@ pub enum Event {
         #[serde(skip_serializing_if = "is_false", default)]
         retry: bool,
     },
-    /// A whole message was written. `events`: how many application events
-    /// it carried, where that applies. `reply_to`: for a response, the `seq`
-    /// of the request it answers. `lost`: the network broke the connection
-    /// instead of delivering it. `retry`: a request re-sent because an
-    /// earlier attempt failed; `resent`: one re-sent at once because its
-    /// kept-alive connection had been closed by the server.
+    /// A whole message was written (its first transmission). `events`: how
+    /// many application events it carried, where that applies. `reply_to`:
+    /// for a response, the `seq` of the request it answers. `retry`: a
+    /// request re-sent because an earlier attempt failed; `resent`: one
+    /// re-sent at once because its kept-alive connection had been closed by
+    /// the server.
     Send {
         conn: String,
         dir: Dir,
@@ -189,14 +189,25 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         reply_to: Option<u32>,
         #[serde(skip_serializing_if = "is_false", default)]
-        lost: bool,
-        #[serde(skip_serializing_if = "is_false", default)]
         retry: bool,
         /// A request re-sent at once on a new connection because the server
         /// had closed the kept-alive one it first went out on.
         #[serde(skip_serializing_if = "is_false", default)]
         resent: bool,
     },
+    /// TCP sent message `seq` again: the previous transmission did not get
+    /// through (a cut, a middlebox that forgot the connection, loss).
+    Retransmit {
+        conn: String,
+        dir: Dir,
+        seq: u32,
+        attempt: u32,
+    },
+    /// A connect's SYN went unanswered and was sent again.
+    SynRetransmit { target: String, attempt: u32 },
+    /// The kernel probed an idle connection (TCP keep-alive); `answered`:
+    /// the path still carried it.
+    KeepaliveProbe { conn: String, answered: bool },
     /// A whole message was read.
     Recv {
         conn: String,

@@ -71,6 +71,10 @@ impl Network {
         if self.jitter > Span::from_secs(60) {
             return Err(err("network.jitter", "must be at most 60s"));
         }
+        at_least_1ms(
+            "network.tcp_retransmit_timeout",
+            self.tcp_retransmit_timeout,
+        )?;
         Ok(())
     }
 }

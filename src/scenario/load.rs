@@ -143,7 +143,7 @@ fn optional_fields(table_path: &[&str]) -> &'static [&'static str] {
         ["workload", "events"] => &["every", "rate", "at", "count"],
         ["sse"] => &["retry"],
         ["faults", _] => &[
-            "cut", "from", "to", "reset", "hold", "crash", "at", "restart",
+            "cut", "from", "to", "reset", "hold", "forget", "crash", "at", "restart",
         ],
         _ => &[],
     }

@@ -120,12 +120,28 @@ pub struct Network {
     /// Extra one-way delay per message, drawn from 0..=jitter (turmoil's curve
     /// favours small values: most messages get far less than `jitter`).
     pub jitter: Span,
-    /// Probability that a message breaks the connection carrying it, the way a
-    /// TCP connection gives up when its segments stop getting through. The
-    /// message is not delivered and both ends see the connection die.
+    /// Probability that a transmission is lost on the way. TCP sends it
+    /// again after the retransmission timeout (at least 200 ms, doubling):
+    /// loss costs delay, not connections.
     pub loss: f64,
     /// Resolution of simulated time: every host runs once per tick.
     pub tick: Span,
+    /// Data unacknowledged this long aborts the connection on the sending
+    /// side ("connection timed out"). Linux's `tcp_retries2 = 15`: about
+    /// 924.6 s with a 200 ms RTO.
+    pub tcp_retransmit_timeout: Span,
+    /// TCP keep-alive on clients' connections: after this much silence the
+    /// kernel probes, then again every this long; 9 unanswered probes abort
+    /// the connection. `0`: off (Linux's default for sockets that do not ask
+    /// for it). Chromium asks for 45 s.
+    #[serde(with = "zero_is_off")]
+    pub tcp_keepalive: Option<Span>,
+    /// A NAT in the path forgets a connection idle longer than this, and its
+    /// packets vanish from then on. `0`: never. RFC 5382 asks NATs to wait at
+    /// least 2 h 4 min; the clouds' defaults are shorter: AWS's NAT gateway
+    /// 350 s, Azure's load balancer 4 min, Google's Cloud NAT 20 min.
+    #[serde(with = "zero_is_off")]
+    pub nat_idle_timeout: Option<Span>,
 }
 
 impl Default for Network {
@@ -135,6 +151,9 @@ impl Default for Network {
             jitter: Span::ZERO,
             loss: 0.0,
             tick: Span::from_millis(1),
+            tcp_retransmit_timeout: Span::from_millis(924_600),
+            tcp_keepalive: None,
+            nat_idle_timeout: None,
         }
     }
 }
@@ -356,19 +375,23 @@ pub struct Fault {
     pub from: Option<Span>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<Span>,
-    /// With a cut (at most one of `reset` and `hold`): reset the cut hosts'
-    /// connections when it starts (a phone
-    /// losing its network: every app hears at once). Without it the cut is
-    /// silent: packets vanish and nobody is told until a timer says so.
+    /// With a cut (at most one of `reset`, `hold` and `forget`): a
+    /// middlebox answers RST, so the connections crossing the cut are reset
+    /// at both ends when it starts. Without any of the three the cut is
+    /// silent: packets vanish, nobody is told, and TCP retransmits what was
+    /// sent until the heal (or until it gives up).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reset: bool,
-    /// With a cut: packets wait at the cut and all arrive when it heals, as
-    /// TCP's retransmissions deliver them after a short outage whose path
-    /// survived. Connections live on, only late. Without it (and without
-    /// `reset`) packets sent during the cut are gone, and so is any
-    /// connection that lost one.
+    /// With a cut: packets wait at the cut (a router's queue) and all arrive
+    /// at the heal.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub hold: bool,
+    /// With a cut: the NAT or load balancer in the path forgets its
+    /// connections. After the heal, packets of connections from before the
+    /// cut vanish for good (no RST: neither end is told); new connections
+    /// work. Only a heartbeat or TCP keep-alive finds such a connection.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forget: bool,
     /// Crash this host (only `"server"` for now) ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crash: Option<String>,

@@ -41,15 +41,19 @@ pub struct ClientHost {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CutKind {
-    /// Packets vanish and nobody is told: a connection that lost one is
-    /// stuck until a timer notices.
+    /// Packets vanish and nobody is told: TCP retransmits what was sent,
+    /// and it arrives at the first retransmission after the heal.
     Silent,
-    /// Packets wait at the cut and all arrive when it heals, as TCP's
-    /// retransmissions deliver them after a short outage.
+    /// Packets wait at the cut (a router's queue) and all arrive at the
+    /// heal.
     Hold,
-    /// The cut hosts' connections are reset at once (a phone losing its
-    /// network: every app hears), then packets vanish like a silent cut.
+    /// The connections crossing the cut are reset at once, both ends (a
+    /// middlebox or host answers RST), then packets vanish like a silent cut.
     Reset,
+    /// A NAT or load balancer in the path forgets its connections: packets
+    /// vanish while the cut lasts and, after the heal, for every connection
+    /// that existed before it; new connections work.
+    Forget,
 }
 
 /// A fault, checked and resolved to hosts: what the run loop acts on.
@@ -328,14 +332,15 @@ fn resolve_faults(
                         ),
                     ));
                 };
-                let how = match (f.hold, f.reset) {
-                    (false, false) => CutKind::Silent,
-                    (true, false) => CutKind::Hold,
-                    (false, true) => CutKind::Reset,
-                    (true, true) => {
+                let how = match (f.hold, f.reset, f.forget) {
+                    (false, false, false) => CutKind::Silent,
+                    (true, false, false) => CutKind::Hold,
+                    (false, true, false) => CutKind::Reset,
+                    (false, false, true) => CutKind::Forget,
+                    _ => {
                         return Err(err(
                             at("hold"),
-                            "a cut either holds packets (hold) or resets connections (reset), not both",
+                            "a cut either holds packets (hold), resets connections (reset) or forgets them (forget): at most one",
                         ));
                     }
                 };
@@ -347,7 +352,7 @@ fn resolve_faults(
                 });
             }
             (None, Some(target)) => {
-                if f.from.is_some() || f.to.is_some() || f.reset || f.hold {
+                if f.from.is_some() || f.to.is_some() || f.reset || f.hold || f.forget {
                     return Err(err(
                         at("crash"),
                         "a crash takes `at` and `restart`, not `from`/`to`",

@@ -12,67 +12,17 @@
 //! a timeout; the end is dropped without a word).
 
 use crate::record::trace::{Dir, Ending, Event, HostTrace, Kind};
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
-use std::cell::{Cell, RefCell};
+use crate::world::tcp::{KEEPALIVE_PROBES, Loss, Path, backed_off};
 use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
-/// The network's dice for `network.loss`, shared by every connection of a host
-/// and seeded from the scenario, so the same seed loses the same messages.
-#[derive(Clone)]
-pub struct Loss {
-    pub probability: f64,
-    pub rng: Rc<RefCell<ChaCha8Rng>>,
-}
-
-impl Loss {
-    pub fn none() -> Loss {
-        use rand::SeedableRng;
-        Loss {
-            probability: 0.0,
-            rng: Rc::new(RefCell::new(ChaCha8Rng::seed_from_u64(0))),
-        }
-    }
-
-    fn strikes(&self) -> bool {
-        // Drawing only when loss is on keeps lossless runs independent of it.
-        self.probability > 0.0 && self.rng.borrow_mut().random_bool(self.probability)
-    }
-}
-
-/// The network's switch to reset a connection at once, as when a phone loses
-/// its network and the operating system tells every app its sockets are gone.
-/// (turmoil's own partitions are silent: packets vanish and nobody is told.)
-#[derive(Default)]
-pub struct ResetSwitch {
-    reset: Cell<bool>,
-    /// The task blocked reading this connection, to wake when it is reset.
-    /// (A plain waker slot: `Notify` costs more on every read, and every
-    /// read of every connection pays it.)
-    reader: RefCell<Option<std::task::Waker>>,
-}
-
-impl ResetSwitch {
-    pub fn reset(&self) {
-        self.reset.set(true);
-        if let Some(waker) = self.reader.borrow_mut().take() {
-            waker.wake();
-        }
-    }
-
-    pub fn is_reset(&self) -> bool {
-        self.reset.get()
-    }
-
-    fn register(&self, waker: &std::task::Waker) {
-        let mut slot = self.reader.borrow_mut();
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
-        }
-    }
+/// Simulated time now, in microseconds (0 outside a simulation).
+fn now_us() -> u64 {
+    turmoil::sim_elapsed().unwrap_or_default().as_micros() as u64
 }
 
 fn reset_error() -> io::Error {
@@ -159,14 +109,27 @@ pub struct Conn<S> {
     unanswered: VecDeque<u32>,
     trace: HostTrace,
     loss: Loss,
-    /// Set once the network has lost a message: the connection is dead.
+    /// Set once the connection has timed out: it is dead.
     failed: bool,
-    reset: Rc<ResetSwitch>,
+    /// The path through the network, shared with the other end.
+    path: Rc<Path>,
+    /// TCP keep-alive, if this end's kernel runs it: the idle time before
+    /// the first probe and between probes.
+    keepalive: Option<Duration>,
+    /// When this end last heard from its peer, for keep-alive.
+    last_heard: Instant,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// `outgoing` is `Up` for the end that opened the connection.
     pub fn new(stream: S, name: String, outgoing: Dir, trace: HostTrace, loss: Loss) -> Conn<S> {
+        let host = trace.host().to_string();
+        let path = Path::new(
+            (host, "peer".into()),
+            Default::default(),
+            Default::default(),
+            now_us(),
+        );
         Conn {
             stream,
             buf: Vec::with_capacity(1024),
@@ -178,14 +141,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             trace,
             loss,
             failed: false,
-            reset: Rc::default(),
+            path: Rc::new(path),
+            keepalive: None,
+            last_heard: Instant::now(),
         }
     }
 
-    /// Lets the network reset this connection through `switch`.
-    pub fn with_reset_switch(mut self, switch: Rc<ResetSwitch>) -> Conn<S> {
-        self.reset = switch;
+    /// Puts this end on `path`, the one its peer shares.
+    pub fn on_path(mut self, path: Rc<Path>) -> Conn<S> {
+        self.path = path;
         self
+    }
+
+    /// Lets this end's kernel probe an idle connection every `interval`.
+    pub fn with_keepalive(mut self, interval: Option<Duration>) -> Conn<S> {
+        self.keepalive = interval;
+        self
+    }
+
+    /// Which of the path's two ends this is (0: the one that opened it).
+    fn end_index(&self) -> usize {
+        match self.outgoing {
+            Dir::Up => 0,
+            Dir::Down => 1,
+        }
     }
 
     /// The host this end runs on.
@@ -193,9 +172,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.trace.host()
     }
 
-    /// Writes one whole message and records it. If `network.loss` strikes, the
-    /// message is recorded as lost, nothing is written, and the connection is
-    /// dead from now on: the caller drops it, and the peer sees it close.
+    /// Writes one whole message and records it. TCP delivers it or dies
+    /// trying: a transmission that does not get through (the path is cut, a
+    /// middlebox forgot the connection, `network.loss` struck) is sent again
+    /// after the retransmission timeout, doubling each time, each attempt a
+    /// `retransmit` record; past `network.tcp_retransmit_timeout` the
+    /// connection is dead ("connection timed out"), on this side only.
     pub async fn send(&mut self, bytes: &[u8], label: Label) -> io::Result<()> {
         if self.failed {
             return Err(io::Error::new(
@@ -203,11 +185,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 "connection already failed",
             ));
         }
-        if self.reset.is_reset() {
+        if self.path.is_reset() {
             return Err(reset_error());
         }
         self.sent += 1;
-        let lost = self.loss.strikes();
         let reply_to = match label.kind {
             Kind::Response | Kind::StreamHead => self.unanswered.pop_front(),
             Kind::Request | Kind::StreamBlock | Kind::StreamEnd => None,
@@ -221,17 +202,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             bytes: bytes.len() as u64,
             events: label.events,
             reply_to,
-            lost,
             retry: label.attempt == Attempt::Retry,
             resent: label.attempt == Attempt::Resend,
         });
-        if lost {
-            self.failed = true;
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "message lost: the network broke the connection",
-            ));
+        let first_sent = Instant::now();
+        let give_up = self.path.settings().retransmit_timeout.to_std();
+        let mut rto = self.path.rto();
+        let mut attempt = 0;
+        // A transmission gets through if the path carries it and loss
+        // spares it (the dice are thrown only when the path is open).
+        while !self.path.passes(now_us()) || self.loss.strikes() {
+            if first_sent.elapsed() + rto > give_up {
+                self.failed = true;
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection timed out: data unacknowledged past tcp_retransmit_timeout",
+                ));
+            }
+            tokio::time::sleep(rto).await;
+            if self.path.is_reset() {
+                return Err(reset_error());
+            }
+            attempt += 1;
+            self.trace.record(Event::Retransmit {
+                conn: self.name.clone(),
+                dir: self.outgoing,
+                seq: self.sent,
+                attempt,
+            });
+            rto = backed_off(rto);
         }
+        self.path.crossed(now_us());
         self.stream.write_all(bytes).await?;
         self.stream.flush().await
     }
@@ -264,21 +265,58 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Reads more bytes into the buffer. `Ok(false)`: the peer closed its end
-    /// (a clean end of stream).
+    /// (a clean end of stream). A reset by the network interrupts it; with
+    /// keep-alive on, so does a path that stops answering the kernel's
+    /// probes.
     pub async fn read_more(&mut self) -> io::Result<bool> {
         let mut chunk = [0u8; 4096];
-        let reset = &self.reset;
-        let read = self.stream.read(&mut chunk);
-        tokio::pin!(read);
-        // A read that a reset by the network can interrupt.
-        let n = std::future::poll_fn(|cx| {
-            if reset.is_reset() {
-                return std::task::Poll::Ready(Err(reset_error()));
+        let path = self.path.clone();
+        let end = self.end_index();
+        let mut unanswered_probes = 0;
+        let n = loop {
+            let read = self.stream.read(&mut chunk);
+            tokio::pin!(read);
+            let reading = std::future::poll_fn(|cx| {
+                if path.is_reset() {
+                    return std::task::Poll::Ready(Err(reset_error()));
+                }
+                path.register_reader(end, cx.waker());
+                std::future::Future::poll(read.as_mut(), cx)
+            });
+            let Some(interval) = self.keepalive else {
+                break reading.await?;
+            };
+            // `biased`: the read first, so the run does not depend on
+            // tokio's branch-picking RNG.
+            tokio::select! {
+                biased;
+                n = reading => break n?,
+                _ = tokio::time::sleep_until(self.last_heard + interval) => {
+                    // The kernel's probe: an empty segment the peer's
+                    // kernel acknowledges if the path still carries it.
+                    let answered = path.passes(now_us());
+                    self.trace.record(Event::KeepaliveProbe {
+                        conn: self.name.clone(),
+                        answered,
+                    });
+                    self.last_heard = Instant::now();
+                    if answered {
+                        path.crossed(now_us());
+                        unanswered_probes = 0;
+                    } else {
+                        unanswered_probes += 1;
+                        if unanswered_probes >= KEEPALIVE_PROBES {
+                            self.failed = true;
+                            return Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "connection timed out: keep-alive probes unanswered",
+                            ));
+                        }
+                    }
+                }
             }
-            reset.register(cx.waker());
-            std::future::Future::poll(read.as_mut(), cx)
-        })
-        .await?;
+        };
+        self.last_heard = Instant::now();
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(n > 0)
     }

@@ -7,3 +7,4 @@ pub mod event_log;
 pub mod http_conn;
 pub mod network;
 pub mod proxy;
+pub mod tcp;

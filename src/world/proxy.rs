@@ -151,11 +151,11 @@ async fn relay(ctx: ProxyCtx, mut downstream: TcpConn) {
         }
         strip_hop_by_hop(&mut answer.headers);
         let count = (ctx.count_events.answer)(&answer);
-        if downstream.send_response(&answer, count).await.is_err() {
+        if let Err(e) = downstream.send_response(&answer, count).await {
             if let Some(up) = upstream {
                 up.fail("client gone");
             }
-            return downstream.fail("write failed");
+            return downstream.fail(&format!("write failed: {e}"));
         }
         if matches!(answer.status, 502 | 504) || !client_keeps_alive {
             if let Some(up) = upstream {
@@ -177,9 +177,9 @@ async fn relay_stream(
     mut downstream: TcpConn,
 ) {
     let idle = ctx.config.idle_timeout;
-    if downstream.send_stream_head(&head).await.is_err() {
+    if let Err(e) = downstream.send_stream_head(&head).await {
         upstream.fail("client gone");
-        return downstream.fail("write failed");
+        return downstream.fail(&format!("write failed: {e}"));
     }
     let limit = ctx.config.buffer_kib as usize * 1024;
     let unbuffered = head
@@ -234,9 +234,9 @@ async fn relay_stream(
             }
             for block in held.drain(..) {
                 let events = (ctx.count_events.block)(&block);
-                if downstream.send_block(&block, events).await.is_err() {
+                if let Err(e) = downstream.send_block(&block, events).await {
                     upstream.fail("client gone");
-                    return downstream.fail("write failed");
+                    return downstream.fail(&format!("write failed: {e}"));
                 }
             }
             held_bytes = 0;

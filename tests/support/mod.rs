@@ -6,10 +6,11 @@
 
 use pushpull::record::trace::{Dir, Tracer};
 use pushpull::scenario::{Mechanism, Plan};
-use pushpull::world::conn::{Conn, Loss};
+use pushpull::world::conn::Conn;
 use pushpull::world::context::ServerCtx;
 use pushpull::world::event_log::EventLog;
 use pushpull::world::network::{HostNet, SERVER_PORT};
+use pushpull::world::tcp::Loss;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,6 +41,7 @@ pub fn server_answer(
             trace: tracer.on("server"),
             loss: Loss::none(),
             switchboard: Default::default(),
+            keepalive: None,
         },
         log,
         scenario: plan.scenario.clone(),

@@ -19,6 +19,7 @@ pub(super) enum Look {
 }
 
 /// One message, matched across the network.
+#[derive(Clone)]
 pub(super) struct Message<'a> {
     pub(super) from: &'a str,
     /// The receiver, or for an unreceived message the peer named by the
@@ -35,6 +36,8 @@ pub(super) struct Message<'a> {
     pub(super) events: Option<u32>,
     /// For an answer: the `seq` of the request it answers.
     pub(super) reply_to: Option<u32>,
+    /// A transmission that did not get through: TCP sent the message again
+    /// later (drawn as a stub that stops short).
     pub(super) lost: bool,
     pub(super) retry: bool,
 }
@@ -73,6 +76,16 @@ pub(super) enum Mark<'a> {
     ConnectFailed {
         target: &'a str,
         reason: &'a str,
+    },
+    /// A connect's SYN went unanswered and was sent again.
+    SynRetransmit {
+        target: &'a str,
+        attempt: u32,
+    },
+    /// The kernel probed an idle connection (TCP keep-alive).
+    KeepaliveProbe {
+        conn: &'a str,
+        answered: bool,
     },
     Error {
         client: u32,
@@ -211,7 +224,6 @@ impl<'a> Model<'a> {
                     bytes,
                     events,
                     reply_to,
-                    lost,
                     retry,
                     ..
                 } => {
@@ -219,12 +231,10 @@ impl<'a> Model<'a> {
                     if let Some(p) = to {
                         hosts.insert(p);
                     }
-                    if !lost {
-                        waiting
-                            .entry((conn.as_str(), *dir, *seq))
-                            .or_default()
-                            .push_back(messages.len());
-                    }
+                    waiting
+                        .entry((conn.as_str(), *dir, *seq))
+                        .or_default()
+                        .push_back(messages.len());
                     messages.push(Message {
                         from: host,
                         to,
@@ -238,10 +248,39 @@ impl<'a> Model<'a> {
                         bytes: *bytes,
                         events: *events,
                         reply_to: *reply_to,
-                        lost: *lost,
+                        lost: false,
                         retry: *retry,
                     });
                 }
+                Event::Retransmit { conn, dir, seq, .. } => {
+                    // The transmission before this one did not get through:
+                    // it becomes a stub, and the message leaves again now.
+                    if let Some(&m) = waiting
+                        .get(&(conn.as_str(), *dir, *seq))
+                        .and_then(|queue| queue.front())
+                    {
+                        let mut stub = messages[m].clone();
+                        stub.lost = true;
+                        messages.push(stub);
+                        messages[m].t_send = t;
+                    }
+                }
+                Event::SynRetransmit { target, attempt } => marks.push((
+                    t,
+                    host,
+                    Mark::SynRetransmit {
+                        target,
+                        attempt: *attempt,
+                    },
+                )),
+                Event::KeepaliveProbe { conn, answered } => marks.push((
+                    t,
+                    host,
+                    Mark::KeepaliveProbe {
+                        conn,
+                        answered: *answered,
+                    },
+                )),
                 Event::Recv { conn, dir, seq, .. } => {
                     // A receipt without its send (a truncated trace) has
                     // nothing to draw an arrow from: it is skipped.
@@ -366,6 +405,9 @@ impl<'a> Model<'a> {
         }
         bands.sort_by_key(|b| (b.start, b.host));
 
+        // Retransmissions moved messages later and added stubs at the end:
+        // back into time order (stable, so equal times keep their order).
+        messages.sort_by_key(|m| m.t_send);
         let mut latencies: Vec<u64> = messages
             .iter()
             .filter_map(|m| m.t_recv.map(|r| r.saturating_sub(m.t_send)))

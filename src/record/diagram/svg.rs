@@ -283,6 +283,11 @@ impl Svg {
                     ("cut off", "cut off (packets held until the heal)", "healed")
                 }
                 Outage::Cut(CutKind::Reset) => ("cut off", "cut off (connections reset)", "healed"),
+                Outage::Cut(CutKind::Forget) => (
+                    "cut off",
+                    "cut off (the middlebox forgets its connections)",
+                    "healed",
+                ),
                 Outage::Crash => ("crashed", "crashed", "restarted"),
             };
             let tip = match band.end {
@@ -567,8 +572,13 @@ impl Svg {
                         && m.t_send.saturating_add(
                             model.typical_latency.unwrap_or(100_000).saturating_mul(3),
                         ) > model.last_t;
+                    // Never past the neighbouring lifeline: a stub that ended
+                    // between two other hosts would seem to be aimed at them.
                     let dx = match target {
-                        Some(x2) if x2 != x1 => (x2 - x1) * 0.45,
+                        Some(x2) if x2 != x1 => {
+                            let reach = lane_gap * 0.45;
+                            ((x2 - x1) * 0.45).clamp(-reach, reach)
+                        }
                         _ => {
                             let rightmost = view.lane_x.last().copied().unwrap_or(x1);
                             if x1 < rightmost {
@@ -583,7 +593,7 @@ impl Svg {
                     if in_flight {
                         tip.push_str("\nstill in flight when the trace ended");
                     } else if m.lost {
-                        tip.push_str("\nlost: the network broke the connection");
+                        tip.push_str("\ndid not get through: TCP sent it again later");
                     } else {
                         tip.push_str(
                             "\nnever received (the link was cut, or the peer was down or gone)",
@@ -614,6 +624,11 @@ impl Svg {
                 }
             };
             if !view.contains(m.t_send) {
+                continue;
+            }
+            // A transmission TCP repeated has its label on the one that got
+            // through; the stubs keep only their tooltips.
+            if m.lost {
                 continue;
             }
             // The label starts where the arrow leaves its sender, above it
@@ -751,6 +766,26 @@ impl Svg {
                     diamond(x, y, 4.5, C_LOST, false),
                     format!("could not connect to {target} at {at} ms: {reason}"),
                     Some((format!("connect failed: {reason}"), C_LOST, false, 1, false)),
+                ),
+                Mark::SynRetransmit { target, attempt } => (
+                    diamond(x, y, 3.0, C_LOST, false),
+                    format!(
+                        "SYN to {target} unanswered: sent again at {at} ms (retransmission {attempt})"
+                    ),
+                    None,
+                ),
+                Mark::KeepaliveProbe { conn, answered } => (
+                    format!(
+                        r#"<circle cx="{}" cy="{}" r="2.5" fill="{}"/>"#,
+                        f(x),
+                        f(y),
+                        if *answered { C_MUTED } else { C_LOST }
+                    ),
+                    format!(
+                        "keep-alive probe on {conn} at {at} ms: {}",
+                        if *answered { "answered" } else { "unanswered" }
+                    ),
+                    None,
                 ),
                 Mark::Error { client, what } => (
                     diamond(x, y, 4.5, C_LOST, true),

@@ -45,7 +45,7 @@ pub(super) const LEGEND: &[(Glyph, &str)] = &[
     (Glyph::Request, "request"),
     (Glyph::Empty, "empty response"),
     (Glyph::Data, "response with events"),
-    (Glyph::Lost, "lost / never arrived"),
+    (Glyph::Lost, "not through (TCP resends) / never arrived"),
     (Glyph::Held, "request held, not yet answered"),
     (Glyph::Publish, "event published"),
     (Glyph::Deliver, "event delivered (bar: time it waited)"),

@@ -1,0 +1,307 @@
+//! What a kernel's TCP does for a connection that turmoil does not: turmoil
+//! moves each write to the peer after the network's latency, and can hold,
+//! partition or crash hosts, but it never retransmits, never gives up, and
+//! knows no middlebox. This module is the approximation pushpull adds, from
+//! the RFCs and Linux's defaults:
+//!
+//! - **Retransmission** (RFC 6298). A write that does not get through (the
+//!   path is cut, a middlebox forgot the connection, `network.loss` struck)
+//!   is sent again after the retransmission timeout (RTO), which doubles
+//!   each time, from at least 200 ms (Linux's `TCP_RTO_MIN`) to at most
+//!   120 s (`TCP_RTO_MAX`). The first RTO comes from the handshake's round
+//!   trip R: SRTT = R, RTTVAR = R/2, RTO = SRTT + 4 RTTVAR (RFC 6298 section
+//!   2.2). So a cut delays data until the sender's *next* retransmission
+//!   after the heal, not the heal itself.
+//! - **Giving up.** Data unacknowledged longer than
+//!   `network.tcp_retransmit_timeout` (Linux's `tcp_retries2 = 15`: about
+//!   924.6 s with a 200 ms RTO) aborts the connection on the sending side:
+//!   "connection timed out". The other side learns nothing until it sends.
+//! - **Connecting** costs a round trip (turmoil's SYN, SYN-ACK). Across a cut
+//!   the SYN is retransmitted after 1, 3, 7, 15, 31 and 63 s (Linux's
+//!   `tcp_syn_retries = 6`) and `connect` fails with "connection timed out"
+//!   at 127 s, unless the caller's own timeout ends it first.
+//! - **Keep-alive** (optional, `network.tcp_keepalive`): after that much
+//!   silence a client's kernel probes the connection, then every interval
+//!   again; 9 unanswered probes (Linux's `tcp_keepalive_probes`) abort it.
+//!   Chromium turns it on for its sockets with 45 s and 45 s, so a browser
+//!   finds a dead, silent stream after 45 + 9 x 45 = 450 s.
+//! - **Middleboxes.** A `forget` cut is a NAT or load balancer that loses its
+//!   table: after the heal, packets of connections from before the cut
+//!   vanish (as conntrack drops packets of unknown flows; no RST, so neither
+//!   end is told), while new connections work. `network.nat_idle_timeout`
+//!   does the same to any connection idle longer than it.
+//!
+//! What it leaves out: acknowledgements are not messages (a write that got
+//! through is known to have got through), so a lost ACK never causes a
+//! spurious retransmission; there is no congestion window, no fast
+//! retransmit, no reordering; later writes wait behind an unacknowledged one
+//! (as in TCP), but the writer waits too, where a real `write()` returns as
+//! soon as the socket buffer has room; a message in flight when a cut
+//! begins still arrives (it had passed the cut point).
+
+use crate::scenario::{CutKind, Span};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Linux's `TCP_RTO_MIN`.
+pub const RTO_MIN: Duration = Duration::from_millis(200);
+/// Linux's `TCP_RTO_MAX`.
+pub const RTO_MAX: Duration = Duration::from_secs(120);
+/// When a SYN is retransmitted, counted from the first (Linux: initial RTO
+/// 1 s, doubling, `tcp_syn_retries = 6`), and when connecting gives up.
+pub const SYN_RETRANSMITS_AT: [Duration; 6] = [
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+    Duration::from_secs(7),
+    Duration::from_secs(15),
+    Duration::from_secs(31),
+    Duration::from_secs(63),
+];
+pub const SYN_GIVES_UP_AT: Duration = Duration::from_secs(127);
+/// Linux's `tcp_keepalive_probes`.
+pub const KEEPALIVE_PROBES: u32 = 9;
+
+/// The first retransmission timeout for a path whose handshake took `rtt`
+/// (RFC 6298 section 2.2, clamped as Linux does).
+pub fn initial_rto(rtt: Duration) -> Duration {
+    let srtt = rtt;
+    let rttvar = rtt / 2;
+    (srtt + 4 * rttvar).clamp(RTO_MIN, RTO_MAX)
+}
+
+/// The RTO after one more timeout: doubled (RFC 6298 section 5.5), capped.
+pub fn backed_off(rto: Duration) -> Duration {
+    (rto * 2).min(RTO_MAX)
+}
+
+/// The network's dice for `network.loss`, shared by every connection of a host
+/// and seeded from the scenario, so the same seed loses the same messages.
+#[derive(Clone)]
+pub struct Loss {
+    pub probability: f64,
+    pub rng: Rc<RefCell<ChaCha8Rng>>,
+}
+
+impl Loss {
+    pub fn none() -> Loss {
+        use rand::SeedableRng;
+        Loss {
+            probability: 0.0,
+            rng: Rc::new(RefCell::new(ChaCha8Rng::seed_from_u64(0))),
+        }
+    }
+
+    pub fn strikes(&self) -> bool {
+        // Drawing only when loss is on keeps lossless runs independent of it.
+        self.probability > 0.0 && self.rng.borrow_mut().random_bool(self.probability)
+    }
+}
+
+/// The kernel's settings, from the scenario's `[network]`.
+#[derive(Clone, Debug)]
+pub struct TcpSettings {
+    /// The network's round trip without jitter: what a refused connect
+    /// costs (SYN out, RST back).
+    pub round_trip: Span,
+    pub retransmit_timeout: Span,
+    pub keepalive: Option<Span>,
+    pub nat_idle_timeout: Option<Span>,
+}
+
+impl Default for TcpSettings {
+    fn default() -> Self {
+        TcpSettings {
+            round_trip: Span::ZERO,
+            retransmit_timeout: Span::from_millis(924_600),
+            keepalive: None,
+            nat_idle_timeout: None,
+        }
+    }
+}
+
+/// Which hosts are cut off now, and how: what the run loop sets and every
+/// transmission looks at.
+#[derive(Default)]
+pub struct Cuts {
+    hosts: RefCell<BTreeMap<String, CutKind>>,
+}
+
+impl Cuts {
+    pub fn start(&self, hosts: &[String], how: CutKind) {
+        let mut cut = self.hosts.borrow_mut();
+        for h in hosts {
+            cut.insert(h.clone(), how);
+        }
+    }
+
+    pub fn end(&self, hosts: &[String]) {
+        let mut cut = self.hosts.borrow_mut();
+        for h in hosts {
+            cut.remove(h);
+        }
+    }
+
+    /// Whether packets from or to `host` get through. A `hold` cut lets them
+    /// in: turmoil keeps them until the heal, as a router's queue would.
+    pub fn passes(&self, host: &str) -> bool {
+        !matches!(
+            self.hosts.borrow().get(host),
+            Some(CutKind::Silent | CutKind::Reset | CutKind::Forget)
+        )
+    }
+}
+
+/// One connection's path through the network, shared by its two ends: the
+/// state a middlebox keeps about it, the handshake's round trip, and the
+/// switch through which a reset reaches both ends.
+pub struct Path {
+    /// The hosts at its two ends (opener, acceptor).
+    pub ends: (String, String),
+    cuts: Rc<Cuts>,
+    settings: Rc<TcpSettings>,
+    /// A middlebox on the path has forgotten this connection.
+    forgotten: Cell<bool>,
+    /// When a packet last crossed, in microseconds (for NAT idle timeouts).
+    last_crossed_us: Cell<u64>,
+    /// The handshake's round trip, once known.
+    rtt: Cell<Option<Duration>>,
+    reset: Cell<bool>,
+    /// The tasks blocked reading either end, to wake when it is reset. (A
+    /// plain waker slot: `Notify` costs more on every read, and every read
+    /// of every connection pays it.)
+    readers: [RefCell<Option<std::task::Waker>>; 2],
+}
+
+impl Path {
+    pub fn new(
+        ends: (String, String),
+        cuts: Rc<Cuts>,
+        settings: Rc<TcpSettings>,
+        now_us: u64,
+    ) -> Path {
+        Path {
+            ends,
+            cuts,
+            settings,
+            forgotten: Cell::new(false),
+            last_crossed_us: Cell::new(now_us),
+            rtt: Cell::new(None),
+            reset: Cell::new(false),
+            readers: Default::default(),
+        }
+    }
+
+    /// Whether a packet sent now gets through: neither end is cut off, and
+    /// no middlebox has forgotten the connection (or forgets it now, for
+    /// having been idle too long).
+    pub fn passes(&self, now_us: u64) -> bool {
+        if let Some(idle) = self.settings.nat_idle_timeout
+            && now_us.saturating_sub(self.last_crossed_us.get()) > idle.as_micros()
+        {
+            self.forgotten.set(true);
+        }
+        !self.forgotten.get() && self.cuts.passes(&self.ends.0) && self.cuts.passes(&self.ends.1)
+    }
+
+    /// A packet crossed now.
+    pub fn crossed(&self, now_us: u64) {
+        self.last_crossed_us.set(now_us);
+    }
+
+    pub fn forget(&self) {
+        self.forgotten.set(true);
+    }
+
+    pub fn set_rtt(&self, rtt: Duration) {
+        self.rtt.set(Some(rtt));
+    }
+
+    /// The first RTO for a write on this path.
+    pub fn rto(&self) -> Duration {
+        // Before any round trip is measured, RFC 6298's initial 1 s.
+        self.rtt.get().map_or(Duration::from_secs(1), initial_rto)
+    }
+
+    pub fn settings(&self) -> &TcpSettings {
+        &self.settings
+    }
+
+    pub fn reset(&self) {
+        self.reset.set(true);
+        for slot in &self.readers {
+            if let Some(waker) = slot.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+    }
+
+    pub fn is_reset(&self) -> bool {
+        self.reset.get()
+    }
+
+    /// Wakes the reader of end `index` (0: the opener's) at a reset.
+    pub fn register_reader(&self, index: usize, waker: &std::task::Waker) {
+        let mut slot = self.readers[index].borrow_mut();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rto_follows_rfc_6298_with_linux_bounds() {
+        // R = 80 ms: 80 + 4 x 40 = 240 ms.
+        assert_eq!(
+            initial_rto(Duration::from_millis(80)),
+            Duration::from_millis(240)
+        );
+        // A LAN's 1 ms round trip: Linux's floor.
+        assert_eq!(initial_rto(Duration::from_millis(1)), RTO_MIN);
+        // Doubling, capped at 120 s: from the 200 ms floor, 15 retransmissions
+        // and the wait after the last are Linux's 924.6 s (tcp_retries2 = 15),
+        // the default of network.tcp_retransmit_timeout.
+        let mut rto = RTO_MIN;
+        let mut total = Duration::ZERO;
+        for _ in 0..16 {
+            total += rto;
+            rto = backed_off(rto);
+        }
+        assert_eq!(rto, RTO_MAX);
+        assert_eq!(total, Duration::from_millis(924_600));
+        assert_eq!(TcpSettings::default().retransmit_timeout.to_std(), total);
+    }
+
+    #[test]
+    fn a_forgotten_or_cut_path_drops_packets_a_held_one_passes() {
+        let cuts = Rc::new(Cuts::default());
+        let settings = Rc::new(TcpSettings {
+            nat_idle_timeout: Some(Span::from_secs(30)),
+            ..TcpSettings::default()
+        });
+        let path = Path::new(
+            ("client-1".into(), "server".into()),
+            cuts.clone(),
+            settings,
+            0,
+        );
+        assert!(path.passes(1_000_000));
+        cuts.start(&["client-1".into()], CutKind::Hold);
+        assert!(path.passes(2_000_000), "held packets are turmoil's to keep");
+        cuts.end(&["client-1".into()]);
+        cuts.start(&["client-1".into()], CutKind::Silent);
+        assert!(!path.passes(3_000_000));
+        cuts.end(&["client-1".into()]);
+        path.crossed(3_000_000);
+        assert!(path.passes(30_000_000));
+        assert!(!path.passes(34_000_000), "idle 31 s: the NAT forgot it");
+        assert!(!path.passes(35_000_000), "and it stays forgotten");
+    }
+}
