@@ -415,3 +415,68 @@ fn sse_a_cut_longer_than_the_retransmission_timeout_times_the_connection_out() {
     assert!(timed_out);
     assert_eq!((r.lost, r.duplicated), (0, 0));
 }
+
+// ANCHOR: proxy_restart
+/// A deploy behind a proxy: the server restarts (down from 60 s to 75 s).
+/// Every stream breaks, every EventSource reconnects after 3 s, and the
+/// proxy, whose server refuses connections, answers `502 Bad Gateway`:
+/// a status other than 200, so every EventSource fails for good and the
+/// screens freeze, as they do behind nginx. The fix is the page's: an
+/// `onerror` handler that opens a new EventSource after a backoff, with the
+/// last event id in its URL. Then nothing is lost.
+#[test]
+fn sse_behind_a_proxy_fails_for_good_on_a_502_during_a_restart() {
+    let deploy = [
+        "proxy.enabled=true",
+        r#"faults=[{crash="server", at="60s", restart="75s"}]"#,
+    ];
+    let failed_for_good = |records: &[Record]| {
+        records
+            .iter()
+            .filter(|r| {
+                matches!(&r.event, Event::Error { what, .. }
+                    if what.contains("failed for good") && what.contains("502"))
+            })
+            .count()
+    };
+    let frozen = run("sse", &deploy);
+    println!(
+        "bare EventSource: {} failed for good on a 502, lost {}",
+        failed_for_good(&frozen.records),
+        frozen.report.lost
+    );
+    assert_eq!(failed_for_good(&frozen.records), 3, "every client");
+    assert!(frozen.report.lost > 0);
+
+    let reopened = run(
+        "sse",
+        &[&deploy[..], &["sse.reopen_after_failure=5s"]].concat(),
+    );
+    println!(
+        "with the page reopening: {} failures for good, lost {}",
+        failed_for_good(&reopened.records),
+        reopened.report.lost
+    );
+    assert!(failed_for_good(&reopened.records) >= 3);
+    assert_eq!((reopened.report.lost, reopened.report.duplicated), (0, 0));
+}
+// ANCHOR_END: proxy_restart
+
+/// A link's bandwidth: a 1 MiB event on a 10 Mbps link takes its
+/// serialization time (8.4 Mbit / 10 Mbps, about 0.84 s, more with the
+/// `data:` lines' overhead) before it even leaves; with the default
+/// unlimited links it is one transit.
+#[test]
+fn sse_a_big_event_takes_its_serialization_time_on_a_slow_link() {
+    let big = ["workload.payload_bytes=1048576", "workload.clients=1"];
+    let fast = run("sse", &big).report;
+    let slow = run(
+        "sse",
+        &[&big[..], &["network.bandwidth=\"10Mbps\""]].concat(),
+    )
+    .report;
+    let (fast_p50, slow_p50) = (fast.latency_ms.p50.unwrap(), slow.latency_ms.p50.unwrap());
+    println!("1 MiB events: p50 {fast_p50} ms unlimited, {slow_p50} ms on 10 Mbps");
+    assert!(fast_p50 < 100.0);
+    assert!((840.0..1_300.0).contains(&slow_p50), "{slow_p50}");
+}

@@ -114,12 +114,15 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         .ephemeral_ports(32768..=60999)
         .build();
 
-    let switchboard = Switchboard::new(TcpSettings {
-        round_trip: Span(2 * net.latency.0),
-        retransmit_timeout: net.tcp_retransmit_timeout,
-        keepalive: net.tcp_keepalive,
-        nat_idle_timeout: net.nat_idle_timeout,
-    });
+    let switchboard = Switchboard::new(
+        TcpSettings {
+            round_trip: Span(2 * net.latency.0),
+            retransmit_timeout: net.tcp_retransmit_timeout,
+            keepalive: net.tcp_keepalive,
+            nat_idle_timeout: net.nat_idle_timeout,
+        },
+        net.bandwidth.0,
+    );
     // Keep-alive is a client's choice (a browser asks its kernel for it).
     let host_net = |host: &str, keepalive: Option<Span>| HostNet {
         keepalive,
@@ -209,6 +212,13 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         });
     }
 
+    // Every host, for cuts to hold their links to all the others.
+    let mut all_hosts: Vec<&str> = vec!["server"];
+    if scenario.proxy.enabled {
+        all_hosts.push("proxy");
+    }
+    all_hosts.extend(plan.client_hosts.iter().map(|h| h.name.as_str()));
+
     // The schedule: publications and faults, in time order.
     let mut actions: Vec<(Span, Action)> = plan
         .publications
@@ -224,11 +234,15 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                 how,
             } => {
                 actions.push((*from, Action::Cut(hosts, *how)));
-                actions.push((*to, Action::Heal(hosts)));
+                if let Some(to) = to {
+                    actions.push((*to, Action::Heal(hosts)));
+                }
             }
             FaultPlan::Crash { host, at, restart } => {
                 actions.push((*at, Action::Crash(host)));
-                actions.push((*restart, Action::Restart(host)));
+                if let Some(restart) = restart {
+                    actions.push((*restart, Action::Restart(host)));
+                }
             }
         }
     }
@@ -251,7 +265,9 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                     // retransmits it; turmoil holds whatever else is on the
                     // wire (a FIN, a message already in flight) until the heal.
                     for h in hosts.iter() {
-                        sim.hold(h.as_str(), upstream);
+                        for other in all_hosts.iter().filter(|o| **o != h.as_str()) {
+                            sim.hold(h.as_str(), *other);
+                        }
                     }
                     switchboard.cut(hosts, *how);
                     let hosts = hosts.to_vec();
@@ -259,7 +275,9 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                 }
                 Action::Heal(hosts) => {
                     for h in hosts.iter() {
-                        sim.release(h.as_str(), upstream);
+                        for other in all_hosts.iter().filter(|o| **o != h.as_str()) {
+                            sim.release(h.as_str(), *other);
+                        }
                     }
                     switchboard.heal(hosts);
                     let hosts = hosts.to_vec();

@@ -68,3 +68,44 @@ fn proxy_records_why_it_cut() {
         .expect("a cut");
     assert!(reason.contains("idle_timeout = 20s"), "{reason}");
 }
+
+/// A server host that goes silent (cut off, no RST): the proxy's SYNs go
+/// unanswered and are retransmitted, and after its timeout (60 s, as
+/// nginx's `proxy_connect_timeout`) it answers the client `504`. A server
+/// whose process is down but whose host is up refuses at once: `502`.
+#[test]
+fn proxy_answers_504_when_the_server_is_silent_and_502_when_it_refuses() {
+    let silent = run(
+        "long_polling",
+        &[
+            "proxy.enabled=true",
+            "long_polling.client_timeout=120s",
+            r#"faults=[{cut="server", from="100s"}]"#,
+        ],
+    );
+    let proxy_syns = silent
+        .records
+        .iter()
+        .filter(|r| r.host == "proxy" && matches!(r.event, Event::SynRetransmit { .. }))
+        .count();
+    let client_got = |outcome: &run::RunOutcome, status: &str| {
+        outcome.records.iter().any(|r| {
+            r.host.starts_with("client")
+                && matches!(&r.event, Event::Recv { what, dir: Dir::Down, .. } if what.starts_with(status))
+        })
+    };
+    assert!(
+        proxy_syns > 0,
+        "the proxy retransmits its SYN to the silent host"
+    );
+    assert!(client_got(&silent, "504"));
+
+    let refused = run(
+        "long_polling",
+        &[
+            "proxy.enabled=true",
+            r#"faults=[{crash="server", at="100s"}]"#,
+        ],
+    );
+    assert!(client_got(&refused, "502"));
+}

@@ -249,3 +249,29 @@ fn set_order_does_not_matter() {
         assert_eq!(plan.scenario.long_polling.hold, Span::from_secs(55));
     }
 }
+
+/// Faults name any host of the run; a crash without `restart` and a cut
+/// without `to` last to the end; a host the run does not have is named in
+/// the error with the ones it has.
+#[test]
+fn faults_name_any_host_and_may_outlast_the_run() {
+    let plan = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Plan::from_toml("", &sets)
+    };
+    plan(&[r#"faults=[{crash="server", at="10s"}]"#]).unwrap();
+    plan(&[r#"faults=[{cut="server", from="10s"}]"#]).unwrap();
+    plan(&[
+        "proxy.enabled=true",
+        r#"faults=[{crash="proxy", at="10s", restart="20s"}, {cut="proxy", from="30s", to="40s"}]"#,
+    ])
+    .unwrap();
+    let m = plan(&[r#"faults=[{crash="proxy", at="10s"}]"#])
+        .unwrap_err()
+        .to_string();
+    assert_one_line_naming(&m, "faults.0.crash", "server");
+    let m = plan(&[r#"faults=[{cut="server", from="10s"}, {cut="server", from="50s", to="60s"}]"#])
+        .unwrap_err()
+        .to_string();
+    assert_one_line_naming(&m, "faults.1", "overlaps");
+}

@@ -59,6 +59,8 @@ pub const FIGURES: &[Figure] = &[
     Figure::new("sse/heartbeat_timeout", "sse", &[r#"faults=[{cut="client-1",from="60s",to="75s",forget=true}]"#, "sse.client_heartbeat_timeout=20s"]).window("55s..100s"),
     Figure::new("sse/retry_10s", "sse", &["sse.retry=10s", r#"faults=[{cut="client-1",from="60s",to="62s",reset=true}]"#]).window("58s..75s"),
     Figure::new("sse/fail_500", "sse", &["sse.refuse_after=50s", r#"faults=[{cut="client-1",from="60s",to="61s",reset=true}]"#]).window("58s..70s"),
+    Figure::new("sse/proxy_restart", "sse", &["proxy.enabled=true", r#"faults=[{crash="server",at="60s",restart="75s"}]"#]).window("58s..82s"),
+    Figure::new("sse/proxy_restart_reopened", "sse", &["proxy.enabled=true", r#"faults=[{crash="server",at="60s",restart="75s"}]"#, "sse.reopen_after_failure=5s"]).window("58s..95s"),
     Figure::new("sse/buffering_proxy", "sse", &["proxy.enabled=true", "proxy.mode=\"buffer\"", "proxy.buffer_kib=1"]).window("0s..60s"),
     Figure::new("sse/buffering_fixed", "sse", &["proxy.enabled=true", "proxy.mode=\"buffer\"", "proxy.buffer_kib=1", "sse.no_proxy_buffering=true"]).window("0s..60s"),
     Figure::new("sse/streamed_answer", "sse", &[r#"workload.events={every="50ms",start="30s",count=40}"#, "workload.payload_bytes=16", "network.jitter=0ms", "workload.clients=1"]).window("29.9s..32.2s"),

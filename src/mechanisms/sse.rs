@@ -106,8 +106,11 @@ async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
     // Where this client got to. Its browser sends the last id it saw; a new
     // client has none and is sent the whole (bounded) history. The id comes
     // from the peer: never trust it to be in range.
+    // (or, from a page that opened a new EventSource after one failed, the
+    // `lastEventId` of its URL: a new EventSource sends no header).
     let last_event_id = request
         .header("last-event-id")
+        .or_else(|| request.query("lastEventId"))
         .and_then(|id| id.trim().parse::<u64>().ok())
         .unwrap_or(0);
     let mut cursor = last_event_id.min(ctx.log.last_id());
@@ -215,27 +218,61 @@ enum Cause {
 /// id (sent as `Last-Event-ID`), the reconnection time (set by `retry`), and
 /// how the last connection ended.
 struct EventSource {
+    /// The URL it was opened with.
+    url: String,
     parser: Parser,
     reconnection_time: Duration,
     connections: u32,
     last_cause: Option<Cause>,
 }
 
+impl EventSource {
+    /// `new EventSource(url)`.
+    fn open(url: String, ctx: &ClientCtx, connections: u32) -> EventSource {
+        EventSource {
+            url,
+            parser: Parser::new(),
+            reconnection_time: ctx.scenario.sse.client_default_retry.to_std(),
+            connections,
+            last_cause: None,
+        }
+    }
+}
+
 /// An EventSource: connect, stream, and on any end but a fatal one, wait the
 /// reconnection time and connect again, resuming from the last event id.
 pub async fn client(ctx: ClientCtx) {
-    let mut source = EventSource {
-        parser: Parser::new(),
-        reconnection_time: ctx.scenario.sse.client_default_retry.to_std(),
-        connections: 0,
-        last_cause: None,
-    };
+    let mut source = EventSource::open("/stream".into(), &ctx, 0);
+    // Failures for good in a row, for the page's own backoff, and the last
+    // event id the page has seen (a new EventSource starts without one).
+    let mut failures = 0;
+    let mut page_last_id = String::new();
     ctx.wait_to_join().await;
     loop {
         match connect_and_stream(&ctx, &mut source).await {
             End::Fail(why) => {
-                ctx.report_error(format!("EventSource failed for good: {why}"));
-                return;
+                // readyState CLOSED: the browser will not try again. Only the
+                // page can, with a new EventSource, if its code says so.
+                let Some(first_wait) = ctx.scenario.sse.reopen_after_failure else {
+                    ctx.report_error(format!("EventSource failed for good: {why}"));
+                    return;
+                };
+                failures += 1;
+                let wait = ctx.backoff(failures, first_wait, Span::from_secs(60));
+                ctx.report_error(format!(
+                    "EventSource failed for good: {why}; the page opens a new one in {} ms",
+                    wait.as_millis()
+                ));
+                sleep(wait).await;
+                if !source.parser.last_event_id().is_empty() {
+                    page_last_id = source.parser.last_event_id().to_string();
+                }
+                let url = if page_last_id.is_empty() {
+                    "/stream".to_string()
+                } else {
+                    format!("/stream?lastEventId={page_last_id}")
+                };
+                source = EventSource::open(url, &ctx, source.connections);
             }
             End::Reconnect { why, cause } => {
                 source.last_cause = Some(cause);
@@ -290,7 +327,7 @@ async fn connect_and_stream(ctx: &ClientCtx, source: &mut EventSource) -> End {
         Ok(conn) => conn,
         Err(e) => return network_error(e),
     };
-    let mut request = Request::get("/stream", "server");
+    let mut request = Request::get(&source.url, "server");
     request
         .headers
         .push(("Accept".into(), "text/event-stream".into()));

@@ -59,18 +59,19 @@ pub enum CutKind {
 /// A fault, checked and resolved to hosts: what the run loop acts on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FaultPlan {
-    /// Cut these client hosts off from the host they talk to, `from`..`to`.
+    /// Cut these hosts off from the hosts they talk to, from `from` until
+    /// `to` (or to the end of the run).
     Cut {
         hosts: Vec<String>,
         from: Span,
-        to: Span,
+        to: Option<Span>,
         how: CutKind,
     },
-    /// Crash `host` at `at`, start it again at `restart`.
+    /// Crash `host`'s process at `at`; start it again at `restart`, if ever.
     Crash {
         host: String,
         at: Span,
-        restart: Span,
+        restart: Option<Span>,
     },
 }
 
@@ -282,7 +283,13 @@ fn resolve_faults(
     s: &Scenario,
     client_hosts: &[ClientHost],
 ) -> Result<Vec<FaultPlan>, ScenarioError> {
-    let hosts: Vec<String> = client_hosts.iter().map(|h| h.name.clone()).collect();
+    let clients: Vec<String> = client_hosts.iter().map(|h| h.name.clone()).collect();
+    // Any host can be named: the client hosts, the server, the proxy.
+    let mut hosts = clients.clone();
+    hosts.push("server".into());
+    if s.proxy.enabled {
+        hosts.push("proxy".into());
+    }
     let mut plans = Vec::new();
     for (i, f) in s.faults.iter().enumerate() {
         let at = |field: &str| format!("faults.{i}.{field}");
@@ -312,22 +319,22 @@ fn resolve_faults(
                     f.from
                         .ok_or_else(|| err(at("from"), "a cut-off needs `from`"))?,
                 )?;
-                let to = within(
-                    "to",
-                    f.to.ok_or_else(|| err(at("to"), "a cut-off needs `to`"))?,
-                )?;
-                if to <= from {
+                // Without `to`, the cut outlasts the run.
+                let to = f.to.map(|t| within("to", t)).transpose()?;
+                if let Some(to) = to
+                    && to <= from
+                {
                     return Err(err(at("to"), format!("{to} must be after `from` ({from})")));
                 }
                 let cut_hosts = if target == "all-clients" {
-                    hosts.clone()
+                    clients.clone()
                 } else if hosts.contains(target) {
                     vec![target.clone()]
                 } else {
                     return Err(err(
                         at("cut"),
                         format!(
-                            "{target:?} is not a client host; allowed: \"all-clients\" or one of {}",
+                            "{target:?} is not a host of this run; allowed: \"all-clients\" or one of {}",
                             hosts.join(", ")
                         ),
                     ));
@@ -358,26 +365,24 @@ fn resolve_faults(
                         "a crash takes `at` and `restart`, not `from`/`to`",
                     ));
                 }
-                if target != "server" {
+                if !hosts.contains(target) {
                     return Err(err(
                         at("crash"),
-                        format!("{target:?} cannot crash; allowed: \"server\""),
+                        format!(
+                            "{target:?} is not a host of this run; allowed: one of {}",
+                            hosts.join(", ")
+                        ),
                     ));
                 }
                 let when = within(
                     "at",
                     f.at.ok_or_else(|| err(at("at"), "a crash needs `at`"))?,
                 )?;
-                let restart = within(
-                    "restart",
-                    f.restart.ok_or_else(|| {
-                        err(
-                            at("restart"),
-                            "a crash needs `restart` (when the server starts again)",
-                        )
-                    })?,
-                )?;
-                if restart <= when {
+                // Without `restart`, the host stays down to the end.
+                let restart = f.restart.map(|t| within("restart", t)).transpose()?;
+                if let Some(restart) = restart
+                    && restart <= when
+                {
                     return Err(err(
                         at("restart"),
                         format!("{restart} must be after `at` ({when})"),
@@ -392,13 +397,15 @@ fn resolve_faults(
             _ => {
                 return Err(err(
                     format!("faults.{i}"),
-                    "a fault is either `cut = \"client-1\"` with `from`/`to`, or `crash = \"server\"` with `at`/`restart`",
+                    "a fault is either `cut = \"client-1\"` with `from` (and `to`), or `crash = \"server\"` with `at` (and `restart`)",
                 ));
             }
         }
     }
     // Overlapping windows would heal a link that another cut still holds,
-    // or restart a server that is running: refuse them.
+    // or restart a host that is running: refuse them. A window without an
+    // end lasts to the end of the run.
+    let window = |from: Span, to: Option<Span>| (from, to.unwrap_or(Span(u64::MAX)));
     for (i, a) in plans.iter().enumerate() {
         for (j, b) in plans.iter().enumerate().skip(i + 1) {
             let overlap = match (a, b) {
@@ -415,7 +422,10 @@ fn resolve_faults(
                         to: tb,
                         ..
                     },
-                ) => ha.iter().any(|h| hb.contains(h)) && fa < tb && fb < ta,
+                ) => {
+                    let ((fa, ta), (fb, tb)) = (window(*fa, *ta), window(*fb, *tb));
+                    ha.iter().any(|h| hb.contains(h)) && fa < tb && fb < ta
+                }
                 (
                     FaultPlan::Crash {
                         host: ha,
@@ -427,7 +437,10 @@ fn resolve_faults(
                         at: ab,
                         restart: rb,
                     },
-                ) => ha == hb && aa <= rb && ab <= ra,
+                ) => {
+                    let ((aa, ra), (ab, rb)) = (window(*aa, *ra), window(*ab, *rb));
+                    ha == hb && aa <= rb && ab <= ra
+                }
                 _ => false,
             };
             if overlap {

@@ -134,3 +134,103 @@ pub mod zero_is_off {
         Ok((span != Span::ZERO).then_some(span))
     }
 }
+
+/// A link's bandwidth, written `10Mbps`, `512kbps`, `1Gbps`, `2000bps` (SI
+/// prefixes, bits per second, as networks count) or `0` for unlimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Bandwidth(pub Option<u64>);
+
+impl Bandwidth {
+    pub fn parse(text: &str) -> Result<Bandwidth, String> {
+        let text = text.trim();
+        if text == "0" {
+            return Ok(Bandwidth(None));
+        }
+        let wrong = || {
+            format!(
+                "invalid bandwidth {text:?}: write a number and a unit, like \"10Mbps\" (units: bps, kbps, Mbps, Gbps), or 0 for unlimited"
+            )
+        };
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(wrong)?;
+        let (number, unit) = text.split_at(split);
+        let scale = match unit {
+            "bps" => 1.0,
+            "kbps" => 1e3,
+            "Mbps" => 1e6,
+            "Gbps" => 1e9,
+            _ => return Err(wrong()),
+        };
+        let value: f64 = number.parse().map_err(|_| wrong())?;
+        let bps = value * scale;
+        if !(1.0..=1e12).contains(&bps) {
+            return Err(format!(
+                "bandwidth {text:?} must be between 1bps and 1000Gbps, or 0"
+            ));
+        }
+        Ok(Bandwidth(Some(bps.round() as u64)))
+    }
+}
+
+impl fmt::Display for Bandwidth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => write!(f, "0"),
+            Some(b) if b % 1_000_000_000 == 0 => write!(f, "{}Gbps", b / 1_000_000_000),
+            Some(b) if b % 1_000_000 == 0 => write!(f, "{}Mbps", b / 1_000_000),
+            Some(b) if b % 1000 == 0 => write!(f, "{}kbps", b / 1000),
+            Some(b) => write!(f, "{b}bps"),
+        }
+    }
+}
+
+impl Serialize for Bandwidth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bandwidth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Bandwidth, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Bandwidth;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a bandwidth such as \"10Mbps\", or 0")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bandwidth, E> {
+                Bandwidth::parse(v).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Bandwidth, E> {
+                if v == 0 {
+                    Ok(Bandwidth(None))
+                } else {
+                    Err(E::custom(format!(
+                        "a bare number ({v}) has no unit: write \"{v}Mbps\" or \"{v}kbps\""
+                    )))
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Bandwidth, E> {
+                self.visit_i64(v as i64)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bandwidths_parse_and_print() {
+        assert_eq!(Bandwidth::parse("10Mbps"), Ok(Bandwidth(Some(10_000_000))));
+        assert_eq!(Bandwidth::parse("1.5Mbps"), Ok(Bandwidth(Some(1_500_000))));
+        assert_eq!(Bandwidth::parse("0"), Ok(Bandwidth(None)));
+        assert!(Bandwidth::parse("10MB").is_err());
+        assert!(Bandwidth::parse("fast").is_err());
+        assert_eq!(Bandwidth(Some(512_000)).to_string(), "512kbps");
+        assert_eq!(Bandwidth(None).to_string(), "0");
+    }
+}

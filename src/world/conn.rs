@@ -128,6 +128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             (host, "peer".into()),
             Default::default(),
             Default::default(),
+            Default::default(),
             now_us(),
         );
         Conn {
@@ -231,6 +232,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 attempt,
             });
             rto = backed_off(rto);
+        }
+        // A link of finite bandwidth: the bytes leave once serialized.
+        if let Some(leaves) = self.path.leaves_at(self.end_index() == 0, bytes.len()) {
+            tokio::time::sleep_until(leaves).await;
         }
         self.path.crossed(now_us());
         self.stream.write_all(bytes).await?;

@@ -9,7 +9,9 @@
 use crate::record::trace::{Dir, Event, HostTrace};
 use crate::scenario::{CutKind, Span};
 use crate::world::conn::{Attempt, Conn};
-use crate::world::tcp::{Cuts, Loss, Path, SYN_GIVES_UP_AT, SYN_RETRANSMITS_AT, TcpSettings};
+use crate::world::tcp::{
+    Cuts, Loss, Path, SYN_GIVES_UP_AT, SYN_RETRANSMITS_AT, TcpSettings, Wires,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
@@ -40,6 +42,7 @@ pub struct HostNet {
 #[derive(Clone, Default)]
 pub struct Switchboard {
     cuts: Rc<Cuts>,
+    wires: Rc<Wires>,
     settings: Rc<TcpSettings>,
     /// Paths by connection name, so the accepting end finds the path its
     /// opener made (both ends see the same four-tuple).
@@ -52,9 +55,10 @@ pub struct Switchboard {
 }
 
 impl Switchboard {
-    pub fn new(settings: TcpSettings) -> Switchboard {
+    pub fn new(settings: TcpSettings, bits_per_second: Option<u64>) -> Switchboard {
         Switchboard {
             settings: Rc::new(settings),
+            wires: Rc::new(Wires::new(bits_per_second)),
             ..Switchboard::default()
         }
     }
@@ -70,6 +74,7 @@ impl Switchboard {
         let path = Rc::new(Path::new(
             ends,
             self.cuts.clone(),
+            self.wires.clone(),
             self.settings.clone(),
             now,
         ));

@@ -155,6 +155,41 @@ impl Cuts {
     }
 }
 
+/// The links between hosts, when they have a finite bandwidth: a message
+/// takes its serialization time (its bits over the link's bits per second)
+/// before it leaves, after whatever the link is still sending. One link per
+/// direction per pair of hosts, shared by every connection between them.
+#[derive(Default)]
+pub struct Wires {
+    pub bits_per_second: Option<u64>,
+    busy_until: RefCell<BTreeMap<(String, String), tokio::time::Instant>>,
+}
+
+impl Wires {
+    pub fn new(bits_per_second: Option<u64>) -> Wires {
+        Wires {
+            bits_per_second,
+            busy_until: RefCell::default(),
+        }
+    }
+
+    /// When `bytes` sent from `from` to `to` now will have left, after the
+    /// link's backlog and their own serialization time (booking the link
+    /// until then); `None` on an unlimited link: at once.
+    pub fn leaves_at(&self, from: &str, to: &str, bytes: usize) -> Option<tokio::time::Instant> {
+        let bps = self.bits_per_second?;
+        let now = tokio::time::Instant::now();
+        let serialization = Duration::from_secs_f64(bytes as f64 * 8.0 / bps as f64);
+        let mut busy = self.busy_until.borrow_mut();
+        let link = busy
+            .entry((from.to_string(), to.to_string()))
+            .or_insert(now);
+        let done = (*link).max(now) + serialization;
+        *link = done;
+        Some(done)
+    }
+}
+
 /// One connection's path through the network, shared by its two ends: the
 /// state a middlebox keeps about it, the handshake's round trip, and the
 /// switch through which a reset reaches both ends.
@@ -162,6 +197,7 @@ pub struct Path {
     /// The hosts at its two ends (opener, acceptor).
     pub ends: (String, String),
     cuts: Rc<Cuts>,
+    wires: Rc<Wires>,
     settings: Rc<TcpSettings>,
     /// A middlebox on the path has forgotten this connection.
     forgotten: Cell<bool>,
@@ -180,12 +216,14 @@ impl Path {
     pub fn new(
         ends: (String, String),
         cuts: Rc<Cuts>,
+        wires: Rc<Wires>,
         settings: Rc<TcpSettings>,
         now_us: u64,
     ) -> Path {
         Path {
             ends,
             cuts,
+            wires,
             settings,
             forgotten: Cell::new(false),
             last_crossed_us: Cell::new(now_us),
@@ -224,6 +262,17 @@ impl Path {
     pub fn rto(&self) -> Duration {
         // Before any round trip is measured, RFC 6298's initial 1 s.
         self.rtt.get().map_or(Duration::from_secs(1), initial_rto)
+    }
+
+    /// When `bytes` sent now from end `from_opener` (the opener's side, or
+    /// the acceptor's) will have left, on a link of finite bandwidth.
+    pub fn leaves_at(&self, from_opener: bool, bytes: usize) -> Option<tokio::time::Instant> {
+        let (from, to) = if from_opener {
+            (&self.ends.0, &self.ends.1)
+        } else {
+            (&self.ends.1, &self.ends.0)
+        };
+        self.wires.leaves_at(from, to, bytes)
     }
 
     pub fn settings(&self) -> &TcpSettings {
@@ -289,6 +338,7 @@ mod tests {
         let path = Path::new(
             ("client-1".into(), "server".into()),
             cuts.clone(),
+            Default::default(),
             settings,
             0,
         );
