@@ -480,3 +480,18 @@ fn sse_a_big_event_takes_its_serialization_time_on_a_slow_link() {
     assert!(fast_p50 < 100.0);
     assert!((840.0..1_300.0).contains(&slow_p50), "{slow_p50}");
 }
+
+/// An event a buffering proxy still holds when the run ends is not lost: it
+/// is on its way, and the report says where (the lesson file's own "add a
+/// proxy" line: 16 KiB of buffer never fills in a 5-minute ticker).
+#[test]
+fn events_held_by_a_buffering_proxy_at_the_end_are_not_counted_lost() {
+    let r = run("sse", &["proxy.enabled=true", "proxy.mode=buffer"]).report;
+    println!(
+        "delivered {}, held by the proxy {}, in flight {}, lost {}",
+        r.delivered, r.held_by_proxy_at_end, r.in_flight_at_end, r.lost
+    );
+    assert_eq!(r.delivered, 0, "nothing got through the buffer");
+    assert_eq!(r.held_by_proxy_at_end, r.published * 3);
+    assert_eq!(r.lost, 0);
+}

@@ -35,6 +35,7 @@ fn send(t_ms: u64, host: &str, conn: &str, dir: Dir, seq: u32, what: &str) -> Re
             what: what.into(),
             bytes: 73,
             events: None,
+            first_event: None,
             reply_to: None,
             retry: false,
             resent: false,
@@ -54,6 +55,7 @@ fn answer(t_ms: u64, conn: &str, seq: u32, events: u32) -> Record {
             what: "200 OK".into(),
             bytes: 97,
             events: Some(events),
+            first_event: (events > 0).then_some(1),
             reply_to: Some(seq),
             retry: false,
             resent: false,
@@ -405,6 +407,7 @@ fn events_connections_and_errors_are_marked_with_tooltips() {
             Event::Connect {
                 conn: C1.into(),
                 reconnect: false,
+                client: Some(1),
             },
         ),
         rec(900, "server", Event::Accept { conn: C1.into() }),
@@ -528,6 +531,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
                 what: "GET /x".into(),
                 bytes: 10,
                 events,
+                first_event: events.map(|_| 1),
                 reply_to: (dir == Dir::Down).then_some(seq),
                 retry: lost,
                 resent: false,
@@ -550,7 +554,8 @@ fn arb_event() -> impl Strategy<Value = Event> {
         }),
         conn.clone().prop_map(|conn| Event::Connect {
             conn,
-            reconnect: true
+            reconnect: true,
+            client: Some(1)
         }),
         conn.clone().prop_map(|conn| Event::Accept { conn }),
         conn.clone().prop_map(|conn| Event::Close {

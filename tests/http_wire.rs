@@ -231,7 +231,7 @@ fn long_polling_doc_answer_is_what_the_server_writes() {
             data: "event 4".into(),
         },
     ]);
-    assert_eq!(count, 1);
+    assert_eq!((count.count, count.first), (1, Some(4)));
     assert_eq!(
         String::from_utf8(response.to_bytes()).unwrap(),
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 51\r\n\r\n\
@@ -244,7 +244,7 @@ fn long_polling_doc_answer_is_what_the_server_writes() {
 #[test]
 fn http_doc_answer_is_what_the_server_writes() {
     let (response, count) = pushpull::mechanisms::short_polling::batch_answer(Vec::new());
-    assert_eq!(count, 0);
+    assert_eq!((count.count, count.first), (0, None));
     assert_eq!(
         String::from_utf8(response.to_bytes()).unwrap(),
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n\

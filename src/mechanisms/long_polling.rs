@@ -95,8 +95,8 @@ async fn serve_connection(mut conn: TcpConn, log: EventLog, hold: Duration) {
                 _ = conn.until_peer_closes() => return conn.close("client closed while held").await,
             }
         };
-        let (response, count) = batch_answer(events);
-        if let Err(e) = conn.send_response(&response, Some(count)).await {
+        let (response, carried) = batch_answer(events);
+        if let Err(e) = conn.send_response(&response, Some(carried)).await {
             return conn.fail(&format!("write failed: {e}"));
         }
         if !request.keep_alive() {

@@ -28,7 +28,7 @@
 //! request, and exponential backoff so a server that is down is not hammered.
 
 use crate::wire::http::{Request, Response};
-use crate::world::conn::Attempt;
+use crate::world::conn::{Attempt, Carried};
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::event_log::{AppEvent, EventLog};
 use crate::world::http_conn::ReadError;
@@ -98,12 +98,12 @@ async fn serve_connection(mut conn: TcpConn, log: EventLog, idle_timeout: Durati
 }
 
 /// The whole of the server's logic: the events after the client's cursor, now.
-fn answer_poll(request: &Request, log: &EventLog) -> (Response, Option<u32>) {
+fn answer_poll(request: &Request, log: &EventLog) -> (Response, Option<Carried>) {
     match cursor_of(request) {
         Err(refusal) => (refusal, None),
         Ok(after) => {
-            let (response, count) = batch_answer(log.after(after, MAX_EVENTS_PER_ANSWER + 1));
-            (response, Some(count))
+            let (response, carried) = batch_answer(log.after(after, MAX_EVENTS_PER_ANSWER + 1));
+            (response, Some(carried))
         }
     }
 }
@@ -125,8 +125,8 @@ pub fn cursor_of(request: &Request) -> Result<u64, Response> {
 }
 
 /// A `200` carrying up to `MAX_EVENTS_PER_ANSWER` events as a JSON batch
-/// (given one more, it sets `more`), and how many it carries.
-pub fn batch_answer(mut events: Vec<AppEvent>) -> (Response, u32) {
+/// (given one more, it sets `more`), and which events it carries.
+pub fn batch_answer(mut events: Vec<AppEvent>) -> (Response, Carried) {
     let more = events.len() > MAX_EVENTS_PER_ANSWER;
     events.truncate(MAX_EVENTS_PER_ANSWER);
     let batch = Batch {
@@ -139,9 +139,17 @@ pub fn batch_answer(mut events: Vec<AppEvent>) -> (Response, u32) {
             })
             .collect(),
     };
-    let count = batch.events.len() as u32;
+    let carried = carried_by(&batch);
     let body = serde_json::to_vec(&batch).expect("a Batch always serializes");
-    (Response::new(200, "application/json", body), count)
+    (Response::new(200, "application/json", body), carried)
+}
+
+/// Which events a batch carries, for the trace.
+fn carried_by(batch: &Batch) -> Carried {
+    Carried::from(
+        batch.events.first().map(|e| e.id),
+        batch.events.len() as u32,
+    )
 }
 // ANCHOR_END: server
 
@@ -232,7 +240,7 @@ pub async fn poll_once(
     let response = loop {
         let reused = conn.is_some();
         if conn.is_none() {
-            *conn = Some(ctx.net.connect(&ctx.upstream, SERVER_PORT, attempt).await?);
+            *conn = Some(ctx.connect(attempt).await?);
         }
         let c = conn.as_mut().expect("just set");
         match ask(c, &request, attempt).await {
@@ -275,13 +283,13 @@ async fn ask(
 
 /// How many events an answer carries, for the trace of a proxy that relays
 /// it (empty answers are the cost of polling, so the report counts them).
-pub fn count_events(response: &Response) -> Option<u32> {
+pub fn count_events(response: &Response) -> Option<Carried> {
     if response.status != 200 {
         return None;
     }
     serde_json::from_slice::<Batch>(&response.body)
         .ok()
-        .map(|b| b.events.len() as u32)
+        .map(|b| carried_by(&b))
 }
 
 /// Why a poll failed. Every one of them leads to the same thing: back off, retry.

@@ -35,7 +35,7 @@
 use crate::scenario::{Span, SseRefusal};
 use crate::wire::event_stream::{Output, Parser};
 use crate::wire::http::{Framing, Request, Response};
-use crate::world::conn::Attempt;
+use crate::world::conn::{Attempt, Carried};
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::event_log::AppEvent;
 use crate::world::http_conn::StreamBody;
@@ -136,7 +136,8 @@ async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
         if !events.is_empty() {
             // Replay what the client missed, then each new event as it comes.
             for event in events {
-                if let Err(e) = conn.send_block(&event_block(&event), Some(1)).await {
+                let carried = Carried::from(Some(event.id), 1);
+                if let Err(e) = conn.send_block(&event_block(&event), Some(carried)).await {
                     return conn.fail(&format!("write failed: {e}"));
                 }
                 cursor = event.id;
@@ -163,13 +164,16 @@ async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
 
 /// How many of our events a block carries (for the trace of a proxy that
 /// relays it): one for an `update` event, none for anything else.
-pub fn block_events(block: &[u8]) -> Option<u32> {
-    let updates = Parser::new()
+pub fn block_events(block: &[u8]) -> Option<Carried> {
+    let ids: Vec<u64> = Parser::new()
         .feed(block)
         .iter()
-        .filter(|o| matches!(o, Output::Event(e) if e.event_type == UPDATE))
-        .count();
-    (updates > 0).then_some(updates as u32)
+        .filter_map(|o| match o {
+            Output::Event(e) if e.event_type == UPDATE => e.last_event_id.parse().ok(),
+            _ => None,
+        })
+        .collect();
+    (!ids.is_empty()).then(|| Carried::from(ids.first().copied(), ids.len() as u32))
 }
 
 /// A wrong path or method, or the scenario's refusal: the answer to send.
@@ -319,11 +323,7 @@ async fn connect_and_stream(ctx: &ClientCtx, source: &mut EventSource) -> End {
         Attempt::Retry
     };
     source.connections += 1;
-    let mut conn = match ctx
-        .net
-        .connect(&ctx.upstream, SERVER_PORT, reconnecting)
-        .await
-    {
+    let mut conn = match ctx.connect(reconnecting).await {
         Ok(conn) => conn,
         Err(e) => return network_error(e),
     };

@@ -8,7 +8,7 @@
 use crate::record::trace::{Dir, Event, Kind, Observer, Record, Role};
 use crate::scenario::Scenario;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Running totals over the trace. Which host plays which part comes from the
 /// trace's `host` records; what a message is, from its `kind`.
@@ -39,6 +39,18 @@ pub struct Metrics {
     /// `(conn, dir, seq)`: the sender says what a message carries, the
     /// receiver when it arrived.
     empty_in_flight: HashSet<(String, Dir, u32)>,
+    /// Messages carrying events, sent and not yet received: their first
+    /// event and how many.
+    carrying_in_flight: HashMap<(String, Dir, u32), (u64, u32)>,
+    /// Which client opened each connection.
+    conn_client: HashMap<String, u32>,
+    /// The proxy's pairs: the client connection each of its own
+    /// connections to the server serves, and back.
+    downstream_of: HashMap<String, String>,
+    upstream_of: HashMap<String, String>,
+    /// Events the proxy has received on a connection to the server and not
+    /// yet passed on (a buffering proxy holds them).
+    held_at_proxy: HashMap<String, BTreeSet<u64>>,
 }
 
 impl Observer for Metrics {
@@ -81,6 +93,15 @@ impl Observer for Metrics {
                 *highest = (*highest).max(*event);
                 self.latencies_us.push(*latency_us);
             }
+            Event::Relay {
+                downstream,
+                upstream,
+            } => {
+                self.downstream_of
+                    .insert(upstream.clone(), downstream.clone());
+                self.upstream_of
+                    .insert(downstream.clone(), upstream.clone());
+            }
             Event::Send {
                 conn,
                 dir,
@@ -88,12 +109,28 @@ impl Observer for Metrics {
                 kind,
                 bytes,
                 events,
+                first_event,
                 retry,
                 resent,
                 ..
             } => {
                 if *events == Some(0) {
                     self.empty_in_flight.insert((conn.clone(), *dir, *seq));
+                }
+                if let (Some(n), Some(first)) = (*events, *first_event)
+                    && n > 0
+                {
+                    self.carrying_in_flight
+                        .insert((conn.clone(), *dir, *seq), (first, n));
+                    // The proxy passing on what it held.
+                    if role == Some(Role::Proxy)
+                        && let Some(up) = self.upstream_of.get(conn)
+                        && let Some(held) = self.held_at_proxy.get_mut(up)
+                    {
+                        for id in first..first + n as u64 {
+                            held.remove(&id);
+                        }
+                    }
                 }
                 if role == Some(Role::Client) {
                     if *kind == Kind::Request {
@@ -115,8 +152,18 @@ impl Observer for Metrics {
                 bytes,
                 ..
             } => {
-                let was_empty = !self.empty_in_flight.is_empty()
-                    && self.empty_in_flight.remove(&(conn.clone(), *dir, *seq));
+                let key = (conn.clone(), *dir, *seq);
+                let was_empty =
+                    !self.empty_in_flight.is_empty() && self.empty_in_flight.remove(&key);
+                if let Some((first, n)) = self.carrying_in_flight.remove(&key)
+                    && role == Some(Role::Proxy)
+                    && self.downstream_of.contains_key(conn)
+                {
+                    self.held_at_proxy
+                        .entry(conn.clone())
+                        .or_default()
+                        .extend(first..first + n as u64);
+                }
                 if role == Some(Role::Client) {
                     self.bytes_down += bytes;
                     if was_empty {
@@ -130,7 +177,14 @@ impl Observer for Metrics {
             Event::ConnectFailed { retry: true, .. } if role == Some(Role::Client) => {
                 self.retries += 1;
             }
-            Event::Connect { reconnect, .. } if role == Some(Role::Client) => {
+            Event::Connect {
+                conn,
+                reconnect,
+                client,
+            } if role == Some(Role::Client) => {
+                if let Some(client) = client {
+                    self.conn_client.insert(conn.clone(), *client);
+                }
                 self.connections_opened += 1;
                 if *reconnect {
                     self.reconnects += 1;
@@ -153,10 +207,53 @@ impl Observer for Metrics {
 }
 
 impl Metrics {
+    /// The client a connection serves: the one that opened it, or, for the
+    /// proxy's connection to the server, the client of its pair.
+    fn client_of(&self, conn: &str) -> Option<u32> {
+        let conn = self.downstream_of.get(conn).map_or(conn, String::as_str);
+        self.conn_client.get(conn).copied()
+    }
+
+    fn was_delivered(&self, client: u32, event: u64) -> bool {
+        self.delivered_by_client
+            .get((client as usize).wrapping_sub(1))
+            .and_then(|(seen, _)| seen.get((event as usize).wrapping_sub(1)))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// (client, event) pairs not delivered when the run ended but on their
+    /// way: in flight (sent, not yet received; TCP may still be
+    /// retransmitting), and held by a proxy.
+    fn undelivered_at_end(&self) -> (u64, u64) {
+        let mut in_flight = BTreeSet::new();
+        for ((conn, _, _), (first, n)) in &self.carrying_in_flight {
+            if let Some(client) = self.client_of(conn) {
+                for id in *first..*first + *n as u64 {
+                    if !self.was_delivered(client, id) {
+                        in_flight.insert((client, id));
+                    }
+                }
+            }
+        }
+        let mut held = BTreeSet::new();
+        for (upstream, ids) in &self.held_at_proxy {
+            if let Some(client) = self.client_of(upstream) {
+                for &id in ids {
+                    if !self.was_delivered(client, id) && !in_flight.contains(&(client, id)) {
+                        held.insert((client, id));
+                    }
+                }
+            }
+        }
+        (in_flight.len() as u64, held.len() as u64)
+    }
+
     pub fn into_report(mut self, scenario: &Scenario, trace_hash: String) -> Report {
         self.latencies_us.sort_unstable();
         let latency_ms = LatencyMs::from_sorted_micros(&self.latencies_us);
         let expected = self.published * self.clients as u64;
+        let (in_flight_at_end, held_by_proxy_at_end) = self.undelivered_at_end();
         Report {
             mechanism: scenario.mechanism.name().to_string(),
             seed: scenario.seed,
@@ -165,7 +262,11 @@ impl Metrics {
             clients: self.clients,
             published: self.published,
             delivered: self.delivered,
-            lost: expected.saturating_sub(self.delivered),
+            lost: expected
+                .saturating_sub(self.delivered)
+                .saturating_sub(in_flight_at_end + held_by_proxy_at_end),
+            in_flight_at_end,
+            held_by_proxy_at_end,
             duplicated: self.duplicated,
             out_of_order: self.out_of_order,
             latency_ms,
@@ -228,8 +329,15 @@ pub struct Report {
     pub published: u64,
     /// Distinct (client, event) pairs handed to client applications.
     pub delivered: u64,
-    /// published x clients - delivered: what some client never got.
+    /// What some client never got and nothing was bringing it when the run
+    /// ended: published x clients - delivered - the two below.
     pub lost: u64,
+    /// (client, event) pairs on their way when the run ended: sent, not yet
+    /// received (TCP may still be retransmitting them).
+    pub in_flight_at_end: u64,
+    /// (client, event) pairs a proxy had received and was holding (a
+    /// buffering proxy) when the run ended.
+    pub held_by_proxy_at_end: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
     pub latency_ms: LatencyMs,
@@ -282,6 +390,13 @@ impl Report {
                 ),
             ),
             ("lost", self.lost.to_string()),
+            (
+                "undelivered_at_end",
+                format!(
+                    "{} in flight, {} held by the proxy",
+                    self.in_flight_at_end, self.held_by_proxy_at_end
+                ),
+            ),
             ("duplicated", self.duplicated.to_string()),
             ("out_of_order", self.out_of_order.to_string()),
             ("latency p50", ms(self.latency_ms.p50)),

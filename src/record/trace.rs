@@ -12,12 +12,13 @@
 //! ```text
 //! {"t_us":0,"host":"server","ev":"host","role":"server"}
 //! {"t_us":0,"host":"client-1","ev":"host","role":"client","clients":[1]}
-//! {"t_us":4031000,"host":"client-1","ev":"connect","conn":"client-1:32768>server:80"}
+//! {"t_us":4031000,"host":"client-1","ev":"connect","conn":"client-1:32768>server:80","client":1}
 //! {"t_us":4031000,"host":"client-1","ev":"send","conn":"client-1:32768>server:80","dir":"up","seq":1,"kind":"request","what":"GET /updates?after=0","bytes":73}
 //! {"t_us":4074000,"host":"server","ev":"recv","conn":"client-1:32768>server:80","dir":"up","seq":1,"kind":"request","what":"GET /updates?after=0","bytes":73}
 //! {"t_us":4074000,"host":"server","ev":"send","conn":"client-1:32768>server:80","dir":"down","seq":1,"kind":"response","what":"200 OK","bytes":97,"events":0,"reply_to":1}
 //! {"t_us":4114000,"host":"client-1","ev":"recv","conn":"client-1:32768>server:80","dir":"down","seq":1,"kind":"response","what":"200 OK","bytes":97}
 //! {"t_us":30000000,"host":"server","ev":"publish","event":1}
+//! {"t_us":33992000,"host":"server","ev":"send","conn":"client-1:32768>server:80","dir":"down","seq":7,"kind":"response","what":"200 OK","bytes":180,"events":1,"first_event":1,"reply_to":7}
 //! {"t_us":34034000,"host":"client-1","ev":"deliver","client":1,"event":1,"latency_us":4034000}
 //! ```
 //!
@@ -154,6 +155,15 @@ pub enum Event {
         conn: String,
         #[serde(skip_serializing_if = "is_false", default)]
         reconnect: bool,
+        /// The client that opened it (none for a proxy's own connections).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        client: Option<u32>,
+    },
+    /// The proxy forwards what arrives on `downstream` (a client's
+    /// connection) over `upstream` (its own to the server), and back.
+    Relay {
+        downstream: String,
+        upstream: String,
     },
     /// A connection was accepted (recorded by the listening side).
     Accept { conn: String },
@@ -186,6 +196,9 @@ pub enum Event {
         bytes: u64,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         events: Option<u32>,
+        /// The id of the first event carried (the others follow in order).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        first_event: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         reply_to: Option<u32>,
         #[serde(skip_serializing_if = "is_false", default)]

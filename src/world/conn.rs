@@ -56,6 +56,22 @@ impl Attempt {
     }
 }
 
+/// The application events a message carries: how many, and the id of the
+/// first (ours are consecutive), so the report can tell where an event was
+/// when the run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Carried {
+    pub count: u32,
+    pub first: Option<u64>,
+}
+
+impl Carried {
+    /// `count` events from `first` on (`None` when `count` is 0).
+    pub fn from(first: Option<u64>, count: u32) -> Carried {
+        Carried { count, first }
+    }
+}
+
 /// What a message is, for the trace: written by the code that knows (the
 /// mechanism that built it), never worked out from the bytes later.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,8 +79,8 @@ pub struct Label {
     pub kind: Kind,
     /// A short description: a request line, a status, a block's first lines.
     pub what: String,
-    /// How many application events the message carries, where that applies.
-    pub events: Option<u32>,
+    /// The application events the message carries, where that applies.
+    pub events: Option<Carried>,
     /// A request re-sent because an earlier attempt failed, or at once on a
     /// new connection because the server had closed the kept-alive one.
     pub attempt: Attempt,
@@ -80,8 +96,8 @@ impl Label {
         }
     }
 
-    /// The same label, saying the message carries `events` events.
-    pub fn carrying(mut self, events: Option<u32>) -> Label {
+    /// The same label, saying which events the message carries.
+    pub fn carrying(mut self, events: Option<Carried>) -> Label {
         self.events = events;
         self
     }
@@ -201,7 +217,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             kind: label.kind,
             what: label.what,
             bytes: bytes.len() as u64,
-            events: label.events,
+            events: label.events.map(|c| c.count),
+            first_event: label.events.and_then(|c| c.first),
             reply_to,
             retry: label.attempt == Attempt::Retry,
             resent: label.attempt == Attempt::Resend,

@@ -3,8 +3,9 @@
 
 use crate::record::trace::Event;
 use crate::scenario::{Scenario, Span};
+use crate::world::conn::Attempt;
 use crate::world::event_log::{EventLog, Publications};
-use crate::world::network::HostNet;
+use crate::world::network::{HostNet, SERVER_PORT, TcpConn};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;
@@ -54,6 +55,13 @@ impl ClientCtx {
             event: id,
             latency_us: now.saturating_sub(published),
         });
+    }
+
+    /// Opens a connection to the host this client talks to.
+    pub async fn connect(&self, attempt: Attempt) -> std::io::Result<TcpConn> {
+        self.net
+            .connect_for(Some(self.id), &self.upstream, SERVER_PORT, attempt)
+            .await
     }
 
     /// Records why a request or a connection failed, for the trace.

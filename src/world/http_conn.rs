@@ -8,7 +8,7 @@ use crate::wire::http::{
     ChunkedDecoder, Framing, HttpError, LAST_CHUNK, MAX_BODY_BYTES, Request, Response,
     ResponseStart, chunk, decode_request, decode_response_start,
 };
-use crate::world::conn::{Attempt, Conn, Label};
+use crate::world::conn::{Attempt, Carried, Conn, Label};
 use std::fmt;
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -194,7 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub async fn send_response(
         &mut self,
         response: &Response,
-        events: Option<u32>,
+        events: Option<Carried>,
     ) -> io::Result<()> {
         let label = Label::new(Kind::Response, response.summary()).carrying(events);
         self.send(&response.to_bytes(), label).await
@@ -209,7 +209,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Writes one block of an event stream (an event, a comment) as one
     /// message, one chunk of the chunked body, saying how many events it
     /// carries.
-    pub async fn send_block(&mut self, block: &[u8], events: Option<u32>) -> io::Result<()> {
+    pub async fn send_block(&mut self, block: &[u8], events: Option<Carried>) -> io::Result<()> {
         let label = Label::new(Kind::StreamBlock, block_description(block)).carrying(events);
         self.send(&chunk(block), label).await
     }

@@ -155,6 +155,17 @@ impl HostNet {
     /// Across a cut the SYN is retransmitted on Linux's schedule, and after
     /// 127 s connecting fails with "connection timed out".
     pub async fn connect(&self, host: &str, port: u16, attempt: Attempt) -> io::Result<TcpConn> {
+        self.connect_for(None, host, port, attempt).await
+    }
+
+    /// `connect`, on behalf of client `client` (the trace says whose).
+    pub async fn connect_for(
+        &self,
+        client: Option<u32>,
+        host: &str,
+        port: u16,
+        attempt: Attempt,
+    ) -> io::Result<TcpConn> {
         let target = format!("{host}:{port}");
         let started = Instant::now();
         let mut syn_retransmits = SYN_RETRANSMITS_AT.iter();
@@ -196,6 +207,7 @@ impl HostNet {
                 self.trace.record(Event::Connect {
                     conn: name.clone(),
                     reconnect: attempt == Attempt::Retry,
+                    client,
                 });
                 let path = self.switchboard.path(
                     &name,

@@ -32,7 +32,7 @@
 use crate::record::trace::{Event, ProxyAction};
 use crate::scenario::{Proxy, ProxyMode, Span};
 use crate::wire::http::{Framing, Request, Response, strip_hop_by_hop};
-use crate::world::conn::Attempt;
+use crate::world::conn::{Attempt, Carried};
 use crate::world::http_conn::StreamBody;
 use crate::world::network::{HostNet, SERVER_PORT, TcpConn, within};
 use std::future::Future;
@@ -52,9 +52,9 @@ pub struct ProxyCtx {
 #[derive(Clone, Copy)]
 pub struct EventCounters {
     /// In a whole answer.
-    pub answer: fn(&Response) -> Option<u32>,
+    pub answer: fn(&Response) -> Option<Carried>,
     /// In one block of a stream.
-    pub block: fn(&[u8]) -> Option<u32>,
+    pub block: fn(&[u8]) -> Option<Carried>,
 }
 
 pub async fn proxy(ctx: ProxyCtx) -> turmoil::Result {
@@ -107,35 +107,36 @@ async fn relay(ctx: ProxyCtx, mut downstream: TcpConn) {
         let client_keeps_alive = request.keep_alive();
         strip_hop_by_hop(&mut request.headers);
         request.headers.push(("Via".into(), "1.1 proxy".into()));
-        let (mut answer, framing) = match forward(&ctx, &mut upstream, &request, idle).await {
-            Wait::Idle => {
-                // nginx's proxy_read_timeout: the server said nothing for
-                // that long. The client gets an answer, not a dead socket.
-                let idle = ctx.config.idle_timeout.unwrap_or_default();
-                ctx.net.trace.record(Event::Proxy {
-                    conn: downstream.name.clone(),
-                    action: ProxyAction::GatewayTimeout,
-                    reason: format!(
-                        "no answer from the server for {idle}; proxy.idle_timeout = {idle}"
-                    ),
-                });
-                if let Some(up) = upstream.take() {
-                    up.close("proxy read timeout").await;
+        let (mut answer, framing) =
+            match forward(&ctx, &downstream.name, &mut upstream, &request, idle).await {
+                Wait::Idle => {
+                    // nginx's proxy_read_timeout: the server said nothing for
+                    // that long. The client gets an answer, not a dead socket.
+                    let idle = ctx.config.idle_timeout.unwrap_or_default();
+                    ctx.net.trace.record(Event::Proxy {
+                        conn: downstream.name.clone(),
+                        action: ProxyAction::GatewayTimeout,
+                        reason: format!(
+                            "no answer from the server for {idle}; proxy.idle_timeout = {idle}"
+                        ),
+                    });
+                    if let Some(up) = upstream.take() {
+                        up.close("proxy read timeout").await;
+                    }
+                    (
+                        Response::error(504, "the server did not answer in time"),
+                        Framing::Length(0),
+                    )
                 }
-                (
-                    Response::error(504, "the server did not answer in time"),
-                    Framing::Length(0),
-                )
-            }
-            Wait::Done(Ok(answer)) => answer,
-            Wait::Done(Err(why)) => {
-                // The server is unreachable or hung up: say so, as a gateway does.
-                if let Some(up) = upstream.take() {
-                    up.fail(&why);
+                Wait::Done(Ok(answer)) => answer,
+                Wait::Done(Err(why)) => {
+                    // The server is unreachable or hung up: say so, as a gateway does.
+                    if let Some(up) = upstream.take() {
+                        up.fail(&why);
+                    }
+                    (Response::error(502, &why), Framing::Length(0))
                 }
-                (Response::error(502, &why), Framing::Length(0))
-            }
-        };
+            };
         if matches!(framing, Framing::Chunked | Framing::UntilClose) {
             // A stream (SSE): passed on as it comes, until it ends.
             let up = upstream.take().expect("a stream came from upstream");
@@ -262,6 +263,7 @@ async fn flush_all(ctx: &ProxyCtx, downstream: &mut TcpConn, held: &mut Vec<Vec<
 /// its answer, under the idle timeout.
 async fn forward(
     ctx: &ProxyCtx,
+    downstream: &str,
     upstream: &mut Option<TcpConn>,
     request: &Request,
     idle: Option<Span>,
@@ -272,9 +274,18 @@ async fn forward(
     let mut second_chance = upstream.is_some();
     loop {
         if upstream.is_none() {
-            match ctx.net.connect("server", SERVER_PORT, Attempt::First).await {
-                Ok(c) => *upstream = Some(c),
-                Err(e) => return Wait::Done(Err(format!("cannot reach server: {e}"))),
+            // Connecting counts against the same timeout (nginx's
+            // proxy_connect_timeout): a silent server host means a 504.
+            match within_idle(idle, ctx.net.connect("server", SERVER_PORT, Attempt::First)).await {
+                Wait::Idle => return Wait::Idle,
+                Wait::Done(Ok(c)) => {
+                    ctx.net.trace.record(Event::Relay {
+                        downstream: downstream.to_string(),
+                        upstream: c.name.clone(),
+                    });
+                    *upstream = Some(c);
+                }
+                Wait::Done(Err(e)) => return Wait::Done(Err(format!("cannot reach server: {e}"))),
             }
         }
         let up = upstream.as_mut().expect("just set");

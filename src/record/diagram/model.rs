@@ -322,7 +322,10 @@ impl<'a> Model<'a> {
                         latency_us: *latency_us,
                     },
                 )),
-                Event::Connect { conn, reconnect } => marks.push((
+                Event::Relay { .. } => {}
+                Event::Connect {
+                    conn, reconnect, ..
+                } => marks.push((
                     t,
                     host,
                     Mark::Connect {
