@@ -225,8 +225,24 @@ fn each_network_field_is_named_on_its_own() {
 
 /// More connections than a host has ports is an error, not a panic inside turmoil.
 #[test]
-fn more_clients_than_a_proxy_has_ports_is_refused() {
-    let m = error_of("", &["workload.clients=30000", "proxy.enabled=true"]);
+fn more_clients_than_a_proxy_has_ports_run_with_a_warning_more_than_a_client_host_has_are_refused()
+{
+    // Through one proxy: a deployment can have it; the proxy's connects
+    // beyond its ports fail as a kernel's do.
+    let sets: Vec<String> = ["workload.clients=30000", "proxy.enabled=true"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let plan = Plan::from_toml("", &sets).unwrap();
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("through one proxy")),
+        "{:?}",
+        plan.warnings
+    );
+    // On one simulated client host: a limit of the sandbox's layout.
+    let m = error_of("", &["workload.clients=30000", "workload.client_hosts=1"]);
     assert_one_line_naming(&m, "workload.clients", "connections at once");
 }
 

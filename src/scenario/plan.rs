@@ -134,7 +134,16 @@ impl Plan {
         } else {
             per_host
         };
-        if busiest > MAX_CONNECTIONS_PER_HOST {
+        if s.proxy.enabled
+            && busiest > MAX_CONNECTIONS_PER_HOST
+            && per_host <= MAX_CONNECTIONS_PER_HOST
+        {
+            // A real deployment can have this: the proxy runs out of
+            // ephemeral ports, and its connects fail as a kernel's do.
+            warnings.push(format!(
+                "{busiest} clients through one proxy need {busiest} connections to the server at once, but a host has {MAX_CONNECTIONS_PER_HOST} ports: the proxy's connects beyond that fail (\"address not available\") and those clients get 502s"
+            ));
+        } else if busiest > MAX_CONNECTIONS_PER_HOST {
             return Err(err(
                 "workload.clients",
                 format!(

@@ -7,7 +7,7 @@
 //! the lesson is.
 
 use crate::record::trace::{Dir, Event, HostTrace};
-use crate::scenario::{CutKind, Span};
+use crate::scenario::{CutKind, MAX_CONNECTIONS_PER_HOST, Span};
 use crate::world::conn::{Attempt, Conn};
 use crate::world::tcp::{
     Cuts, Loss, Path, SYN_GIVES_UP_AT, SYN_RETRANSMITS_AT, TcpSettings, Wires,
@@ -49,6 +49,8 @@ pub struct Switchboard {
     by_name: Rc<RefCell<HashMap<String, Weak<Path>>>>,
     /// Paths in the order they were opened, for faults to walk.
     all: Rc<RefCell<Vec<Weak<Path>>>>,
+    /// Open connections each host has opened: one ephemeral port each.
+    ports_in_use: Rc<RefCell<std::collections::BTreeMap<String, Rc<std::cell::Cell<u32>>>>>,
     /// Hosts whose server process has crashed: the host is up, so its
     /// kernel answers a SYN with RST.
     crashed: Rc<RefCell<std::collections::BTreeSet<String>>>,
@@ -71,13 +73,17 @@ impl Switchboard {
             return path;
         }
         let now = turmoil::sim_elapsed().unwrap_or_default().as_micros() as u64;
-        let path = Rc::new(Path::new(
-            ends,
-            self.cuts.clone(),
-            self.wires.clone(),
-            self.settings.clone(),
-            now,
-        ));
+        let ports = self.ports_of(&ends.0);
+        let path = Rc::new(
+            Path::new(
+                ends,
+                self.cuts.clone(),
+                self.wires.clone(),
+                self.settings.clone(),
+                now,
+            )
+            .holding_port(ports),
+        );
         let mut all = self.all.borrow_mut();
         // Forget connections that have gone, now and then, so a long run
         // with many short connections does not grow these without end.
@@ -88,6 +94,15 @@ impl Switchboard {
         all.push(Rc::downgrade(&path));
         by_name.insert(name.to_string(), Rc::downgrade(&path));
         path
+    }
+
+    /// The count of `host`'s ports in use by connections it opened.
+    fn ports_of(&self, host: &str) -> Rc<std::cell::Cell<u32>> {
+        self.ports_in_use
+            .borrow_mut()
+            .entry(host.to_string())
+            .or_default()
+            .clone()
     }
 
     /// Live paths with an end on one of `hosts`.
@@ -184,6 +199,10 @@ impl HostNet {
                     return Err(self.connect_failed(&target, io::ErrorKind::TimedOut, attempt));
                 }
             }
+        }
+        if self.switchboard.ports_of(self.trace.host()).get() >= MAX_CONNECTIONS_PER_HOST {
+            // Every ephemeral port is taken: the kernel's EADDRNOTAVAIL.
+            return Err(self.connect_failed(&target, io::ErrorKind::AddrNotAvailable, attempt));
         }
         if self.switchboard.crashed.borrow().contains(host) {
             // Nothing listens on the port of a crashed process, but the

@@ -206,6 +206,9 @@ pub struct Path {
     /// The handshake's round trip, once known.
     rtt: Cell<Option<Duration>>,
     reset: Cell<bool>,
+    /// The count of open connections its opener's host holds (one port
+    /// each), given back when the path goes.
+    opener_ports: Option<Rc<Cell<u32>>>,
     /// The tasks blocked reading either end, to wake when it is reset. (A
     /// plain waker slot: `Notify` costs more on every read, and every read
     /// of every connection pays it.)
@@ -229,8 +232,16 @@ impl Path {
             last_crossed_us: Cell::new(now_us),
             rtt: Cell::new(None),
             reset: Cell::new(false),
+            opener_ports: None,
             readers: Default::default(),
         }
+    }
+
+    /// Counts this path against its opener's ports until it goes.
+    pub fn holding_port(mut self, ports: Rc<Cell<u32>>) -> Path {
+        ports.set(ports.get() + 1);
+        self.opener_ports = Some(ports);
+        self
     }
 
     /// Whether a packet sent now gets through: neither end is cut off, and
@@ -297,6 +308,14 @@ impl Path {
         let mut slot = self.readers[index].borrow_mut();
         if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
             *slot = Some(waker.clone());
+        }
+    }
+}
+
+impl Drop for Path {
+    fn drop(&mut self) {
+        if let Some(ports) = &self.opener_ports {
+            ports.set(ports.get().saturating_sub(1));
         }
     }
 }
