@@ -115,7 +115,7 @@ impl ProxyAction {
     pub fn describe(self) -> &'static str {
         match self {
             ProxyAction::CloseIdle => "closed idle connection",
-            ProxyAction::GatewayTimeout => "answered 504 (server silent)",
+            ProxyAction::GatewayTimeout => "answered 504 (no answer in time)",
             ProxyAction::FlushBuffer => "flushed its buffer",
         }
     }

@@ -229,7 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut attempt = 0;
         // A transmission gets through if the path carries it and loss
         // spares it (the dice are thrown only when the path is open).
-        while !self.path.passes(now_us()) || self.loss.strikes() {
+        while !self.path.passes(now_us) || self.loss.strikes() {
             if first_sent.elapsed() + rto > give_up {
                 self.failed = true;
                 return Err(io::Error::new(
@@ -254,7 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if let Some(leaves) = self.path.leaves_at(self.end_index() == 0, bytes.len()) {
             tokio::time::sleep_until(leaves).await;
         }
-        self.path.crossed(now_us());
+        self.path.crossed(now_us);
         self.stream.write_all(bytes).await?;
         self.stream.flush().await
     }
@@ -316,14 +316,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 _ = tokio::time::sleep_until(self.last_heard + interval) => {
                     // The kernel's probe: an empty segment the peer's
                     // kernel acknowledges if the path still carries it.
-                    let answered = path.passes(now_us());
+                    let answered = path.passes(now_us);
                     self.trace.record(Event::KeepaliveProbe {
                         conn: self.name.clone(),
                         answered,
                     });
                     self.last_heard = Instant::now();
                     if answered {
-                        path.crossed(now_us());
+                        path.crossed(now_us);
                         unanswered_probes = 0;
                     } else {
                         unanswered_probes += 1;
@@ -338,7 +338,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
             }
         };
-        self.last_heard = Instant::now();
+        if self.keepalive.is_some() {
+            self.last_heard = Instant::now();
+        }
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(n > 0)
     }
