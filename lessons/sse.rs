@@ -344,6 +344,7 @@ fn sse_retries_count_every_failed_attempt() {
 /// Chromium asks for, there 45 s), an idle stream is probed, and 9
 /// unanswered probes abort it; EventSource then reconnects. Here 5 s, so it
 /// takes 5 + 9 x 5 = 50 s of silence; with Chromium's 45 s, 450 s.
+/// (Checked: the abort comes 50 s after the last byte heard.)
 #[test]
 fn sse_tcp_keepalive_finds_a_forgotten_connection_eventually() {
     let outcome = run(
@@ -357,16 +358,38 @@ fn sse_tcp_keepalive_finds_a_forgotten_connection_eventually() {
             r#"workload.events={every="200s", start="10s"}"#,
         ],
     );
-    let timed_out = outcome.records.iter().any(|r| {
-        r.host == "client-1"
-            && matches!(&r.event, Event::Close { reason, .. } if reason.contains("keep-alive"))
-    });
+    let aborted_at = outcome
+        .records
+        .iter()
+        .find(|r| {
+            r.host == "client-1"
+                && matches!(&r.event, Event::Close { reason, .. } if reason.contains("keep-alive"))
+        })
+        .map(|r| r.t_us)
+        .expect("the probes go unanswered and the kernel gives up");
+    // The last time client-1's kernel heard anything: a byte, or an
+    // answered probe.
+    let last_heard = outcome
+        .records
+        .iter()
+        .filter(|r| r.host == "client-1" && r.t_us < aborted_at)
+        .filter(|r| {
+            matches!(
+                r.event,
+                Event::Recv { .. } | Event::KeepaliveProbe { answered: true, .. }
+            )
+        })
+        .map(|r| r.t_us)
+        .max()
+        .unwrap();
     let r = &outcome.report;
-    println!("keep-alive: reconnects {}, lost {}", r.reconnects, r.lost);
-    assert!(
-        timed_out,
-        "the probes go unanswered and the kernel gives up"
+    println!(
+        "keep-alive: aborted {} s after the last answer; reconnects {}, lost {}",
+        (aborted_at - last_heard) as f64 / 1e6,
+        r.reconnects,
+        r.lost
     );
+    assert_eq!(aborted_at - last_heard, 50_000_000, "5 s + 9 probes x 5 s");
     assert_eq!(r.reconnects, 1);
     assert_eq!((r.lost, r.duplicated), (0, 0));
 }
@@ -390,29 +413,58 @@ fn sse_nat_idle_timeout_kills_a_quiet_stream_unless_heartbeats_come_more_often()
     assert_eq!(kept.report.lost, 0);
 }
 
-/// A cut longer than the retransmission timeout: the server's TCP gives up
-/// on its unacknowledged data ("connection timed out") and drops the
-/// connection; the client learns of it only when something finally reaches
-/// it after the heal, reconnects, and resumes from its last event id.
+/// A cut longer than the retransmission timeout: the server's TCP keeps
+/// resending its first unacknowledged block, doubling the wait up to 120 s,
+/// and 924.6 s after that block was written (Linux's `tcp_retries2 = 15`)
+/// aborts the connection: "connection timed out". Nothing tells the client;
+/// its heartbeat timeout (20 s) is what makes it reconnect, after the heal,
+/// resuming from its last event id.
 #[test]
 fn sse_a_cut_longer_than_the_retransmission_timeout_times_the_connection_out() {
     let outcome = run(
         "sse",
         &[
-            "network.tcp_retransmit_timeout=30s",
-            r#"faults=[{cut="client-1", from="60s", to="150s"}]"#,
+            "duration=20m",
+            "sse.client_heartbeat_timeout=20s",
+            r#"faults=[{cut="client-1", from="60s", to="1100s"}]"#,
         ],
     );
-    let timed_out = outcome.records.iter().any(|r| {
-        r.host == "server"
-            && matches!(&r.event, Event::Close { reason, .. } if reason.contains("timed out"))
+    let on_client_1 = |conn: &str| conn.starts_with("client-1:");
+    // The first block the server could not get through, and when it gave up.
+    let first_unacked = outcome.records.iter().find_map(|r| match &r.event {
+        Event::Retransmit { conn, seq, .. } if r.host == "server" && on_client_1(conn) => {
+            Some((conn.clone(), *seq))
+        }
+        _ => None,
     });
+    let (conn, seq) = first_unacked.expect("the server retransmits during the cut");
+    let written_at = outcome
+        .records
+        .iter()
+        .find(
+            |r| matches!(&r.event, Event::Send { conn: c, seq: s, .. } if *c == conn && *s == seq),
+        )
+        .map(|r| r.t_us)
+        .unwrap();
+    let timed_out_at = outcome
+        .records
+        .iter()
+        .find(|r| {
+            r.host == "server"
+                && matches!(&r.event, Event::Close { conn: c, reason, .. }
+                    if *c == conn && reason.contains("timed out"))
+        })
+        .map(|r| r.t_us)
+        .expect("the server's TCP gives up");
     let r = &outcome.report;
     println!(
-        "timed out: {timed_out}; reconnects {}, lost {}",
-        r.reconnects, r.lost
+        "timed out {} s after the block was written; reconnects {}, lost {}",
+        (timed_out_at - written_at) as f64 / 1e6,
+        r.reconnects,
+        r.lost
     );
-    assert!(timed_out);
+    assert_eq!(timed_out_at - written_at, 924_600_000);
+    assert!(r.reconnects >= 1);
     assert_eq!((r.lost, r.duplicated), (0, 0));
 }
 

@@ -303,6 +303,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
             .map_err(|e| format!("the simulation stopped: {e}"))?;
     }
     // The hosts hold handles to the trace; they must be gone before it ends.
+    switchboard.clear_graveyard();
     drop(sim);
     let finished = tracer
         .finish()

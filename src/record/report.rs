@@ -41,7 +41,9 @@ pub struct Metrics {
     empty_in_flight: HashSet<(String, Dir, u32)>,
     /// Messages carrying events, sent and not yet received: their first
     /// event and how many.
-    carrying_in_flight: HashMap<(String, Dir, u32), (u64, u32)>,
+    carrying_in_flight: HashMap<(String, Dir), BTreeMap<u32, (u64, u32)>>,
+    /// The host that opened each open connection.
+    opened_by: HashMap<String, String>,
     /// Which client opened each connection.
     conn_client: HashMap<String, u32>,
     /// The proxy's pairs: the client connection each of its own
@@ -56,6 +58,30 @@ pub struct Metrics {
 impl Observer for Metrics {
     fn observe(&mut self, r: &Record) {
         let role = self.roles.get(&r.host).copied();
+        match &r.event {
+            Event::Connect { conn, .. } => {
+                self.opened_by.insert(conn.clone(), r.host.clone());
+            }
+            // Whatever was on its way to this end of the connection will
+            // never be received now: it is not "in flight" any more.
+            Event::Close { conn, .. } => {
+                let toward_opener = self.opened_by.get(conn) == Some(&r.host);
+                if toward_opener {
+                    self.opened_by.remove(conn);
+                }
+                let incoming = if toward_opener { Dir::Down } else { Dir::Up };
+                self.carrying_in_flight.remove(&(conn.clone(), incoming));
+                // A proxy closing a client's connection drops what it held
+                // for it.
+                if role == Some(Role::Proxy)
+                    && let Some(up) = self.upstream_of.get(conn)
+                {
+                    self.held_at_proxy.remove(up);
+                }
+            }
+            Event::Crash if role == Some(Role::Proxy) => self.held_at_proxy.clear(),
+            _ => {}
+        }
         match &r.event {
             Event::Host { role, clients } => {
                 self.roles.insert(r.host.clone(), *role);
@@ -121,7 +147,9 @@ impl Observer for Metrics {
                     && n > 0
                 {
                     self.carrying_in_flight
-                        .insert((conn.clone(), *dir, *seq), (first, n));
+                        .entry((conn.clone(), *dir))
+                        .or_default()
+                        .insert(*seq, (first, n));
                     // The proxy passing on what it held.
                     if role == Some(Role::Proxy)
                         && let Some(up) = self.upstream_of.get(conn)
@@ -155,7 +183,11 @@ impl Observer for Metrics {
                 let key = (conn.clone(), *dir, *seq);
                 let was_empty =
                     !self.empty_in_flight.is_empty() && self.empty_in_flight.remove(&key);
-                if let Some((first, n)) = self.carrying_in_flight.remove(&key)
+                let carried = self
+                    .carrying_in_flight
+                    .get_mut(&(conn.clone(), *dir))
+                    .and_then(|m| m.remove(seq));
+                if let Some((first, n)) = carried
                     && role == Some(Role::Proxy)
                     && self.downstream_of.contains_key(conn)
                 {
@@ -227,8 +259,11 @@ impl Metrics {
     /// retransmitting), and held by a proxy.
     fn undelivered_at_end(&self) -> (u64, u64) {
         let mut in_flight = BTreeSet::new();
-        for ((conn, _, _), (first, n)) in &self.carrying_in_flight {
-            if let Some(client) = self.client_of(conn) {
+        for ((conn, _), messages) in &self.carrying_in_flight {
+            let Some(client) = self.client_of(conn) else {
+                continue;
+            };
+            for (first, n) in messages.values() {
                 for id in *first..*first + *n as u64 {
                     if !self.was_delivered(client, id) {
                         in_flight.insert((client, id));

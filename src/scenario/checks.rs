@@ -151,7 +151,7 @@ impl LongPolling {
         at_least_1ms("long_polling.hold", self.hold)?;
         if self.client_timeout <= self.hold {
             warnings.push(format!(
-                "long_polling.client_timeout ({}) is not longer than long_polling.hold ({}) plus a round trip: every quiet hold ends with the client giving up",
+                "long_polling.client_timeout ({}) is not longer than long_polling.hold ({}): every quiet hold ends with the client giving up",
                 self.client_timeout, self.hold
             ));
         }

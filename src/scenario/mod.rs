@@ -120,9 +120,9 @@ pub struct Network {
     /// Extra one-way delay per message, drawn from 0..=jitter (turmoil's curve
     /// favours small values: most messages get far less than `jitter`).
     pub jitter: Span,
-    /// Probability that a transmission is lost on the way. TCP sends it
-    /// again after the retransmission timeout (at least 200 ms, doubling):
-    /// loss costs delay, not connections.
+    /// Probability that a transmission of data is lost on the way (SYNs and
+    /// FINs are spared). TCP sends it again after the retransmission timeout
+    /// (at least 200 ms, doubling): loss costs delay, not connections.
     pub loss: f64,
     /// Resolution of simulated time: every host runs once per tick.
     pub tick: Span,
@@ -381,7 +381,8 @@ impl Default for Proxy {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Fault {
-    /// Cut these off from the server: `"client-2"` (a client host) or `"all-clients"`.
+    /// Cut this host off from every other: `"client-2"`, `"all-clients"`,
+    /// `"server"`, `"proxy"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cut: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -405,13 +406,13 @@ pub struct Fault {
     /// work. Only a heartbeat or TCP keep-alive finds such a connection.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub forget: bool,
-    /// Crash this host (only `"server"` for now) ...
+    /// Crash this host's process (`"server"`, `"proxy"`, a client host) ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crash: Option<String>,
     /// ... at this time ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at: Option<Span>,
-    /// ... and start it again at this time.
+    /// ... and start it again at this time (left out: it stays down).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart: Option<Span>,
 }

@@ -125,8 +125,9 @@ pub struct Conn<S> {
     unanswered: VecDeque<u32>,
     trace: HostTrace,
     loss: Loss,
-    /// Set once the connection has timed out: it is dead.
-    failed: bool,
+    /// Set when the kernel gave up on it (a timeout): nothing more, not even
+    /// a FIN, goes to the peer.
+    aborted: bool,
     /// The path through the network, shared with the other end.
     path: Rc<Path>,
     /// TCP keep-alive, if this end's kernel runs it: the idle time before
@@ -136,7 +137,7 @@ pub struct Conn<S> {
     last_heard: Instant,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
     /// `outgoing` is `Up` for the end that opened the connection.
     pub fn new(stream: S, name: String, outgoing: Dir, trace: HostTrace, loss: Loss) -> Conn<S> {
         let host = trace.host().to_string();
@@ -157,7 +158,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             unanswered: VecDeque::new(),
             trace,
             loss,
-            failed: false,
+            aborted: false,
             path: Rc::new(path),
             keepalive: None,
             last_heard: Instant::now(),
@@ -196,7 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// `retransmit` record; past `network.tcp_retransmit_timeout` the
     /// connection is dead ("connection timed out"), on this side only.
     pub async fn send(&mut self, bytes: &[u8], label: Label) -> io::Result<()> {
-        if self.failed {
+        if self.aborted {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "connection already failed",
@@ -230,16 +231,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         // A transmission gets through if the path carries it and loss
         // spares it (the dice are thrown only when the path is open).
         while !self.path.passes(now_us) || self.loss.strikes() {
-            if first_sent.elapsed() + rto > give_up {
-                self.failed = true;
+            // The retransmission timer, cut short by the give-up time: the
+            // kernel aborts when that passes, with nothing sent.
+            let left = give_up.saturating_sub(first_sent.elapsed());
+            tokio::time::sleep(rto.min(left)).await;
+            if self.path.is_reset() {
+                return Err(reset_error());
+            }
+            if first_sent.elapsed() >= give_up {
+                self.aborted = true;
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "connection timed out: data unacknowledged past tcp_retransmit_timeout",
                 ));
-            }
-            tokio::time::sleep(rto).await;
-            if self.path.is_reset() {
-                return Err(reset_error());
             }
             attempt += 1;
             self.trace.record(Event::Retransmit {
@@ -314,6 +318,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 biased;
                 n = reading => break n?,
                 _ = tokio::time::sleep_until(self.last_heard + interval) => {
+                    // Linux aborts when the timer fires with all its probes
+                    // unanswered: idle + probes x interval after the last byte.
+                    if unanswered_probes >= KEEPALIVE_PROBES {
+                        self.aborted = true;
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "connection timed out: keep-alive probes unanswered",
+                        ));
+                    }
                     // The kernel's probe: an empty segment the peer's
                     // kernel acknowledges if the path still carries it.
                     let answered = path.passes(now_us);
@@ -327,13 +340,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         unanswered_probes = 0;
                     } else {
                         unanswered_probes += 1;
-                        if unanswered_probes >= KEEPALIVE_PROBES {
-                            self.failed = true;
-                            return Err(io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                "connection timed out: keep-alive probes unanswered",
-                            ));
-                        }
                     }
                 }
             }
@@ -357,15 +363,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Closes this end on purpose (a FIN) and records why.
     pub async fn close(mut self, reason: &str) {
+        if self.fin_would_vanish() {
+            return self.bury(Ending::Closed, reason);
+        }
         // A failed shutdown means the peer is already gone: nothing to do.
         let _ = self.stream.shutdown().await;
         self.record_end(Ending::Closed, reason);
     }
 
-    /// Drops a connection that failed (reset, lost message, timeout), without
+    /// Drops a connection that failed (reset, timeout, bad bytes), without
     /// a shutdown, and records why.
     pub fn fail(self, reason: &str) {
+        if self.fin_would_vanish() {
+            return self.bury(Ending::Failed, reason);
+        }
         self.record_end(Ending::Failed, reason);
+    }
+
+    /// Whether the peer must not hear of this end going: the kernel aborted
+    /// it (a retransmission or keep-alive timeout sends nothing), or a
+    /// middlebox forgot the path (the FIN would vanish on the way). Dropping
+    /// turmoil's stream would send a FIN regardless.
+    fn fin_would_vanish(&self) -> bool {
+        self.aborted || self.path.is_forgotten()
+    }
+
+    /// Ends this side without a word to the peer: the stream is kept, unread
+    /// and unwritten, until the run ends.
+    fn bury(self, ending: Ending, reason: &str) {
+        self.record_end(ending, reason);
+        let path = self.path.clone();
+        path.bury(Box::new(self.stream));
     }
 
     fn record_end(&self, ending: Ending, reason: &str) {

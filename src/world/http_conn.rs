@@ -61,7 +61,7 @@ impl From<HttpError> for ReadError {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
     /// Reads the next request. `Ok(None)` is the client closing the connection
     /// between requests, which is how keep-alive connections normally end.
     pub async fn read_request(&mut self) -> Result<Option<Request>, ReadError> {
@@ -262,7 +262,7 @@ impl StreamBody {
     /// body without chunks, the server closed the connection). A chunked
     /// body whose connection closes before its last chunk is an error: the
     /// stream was cut short, not finished.
-    pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(
+    pub async fn next<S: AsyncRead + AsyncWrite + Unpin + 'static>(
         &mut self,
         conn: &mut Conn<S>,
     ) -> Result<Option<(Vec<u8>, Vec<Vec<u8>>)>, ReadError> {

@@ -146,8 +146,14 @@ impl Switchboard {
         }
     }
 
-    fn passes(&self, host: &str) -> bool {
-        self.cuts.passes(host)
+    /// Whether a SYN to or from `host` gets through now.
+    fn syn_passes(&self, host: &str) -> bool {
+        !self.cuts.holds_off(host)
+    }
+
+    /// At the end of a run: lets go of the connections ended in silence.
+    pub fn clear_graveyard(&self) {
+        self.cuts.clear_graveyard();
     }
 }
 
@@ -184,7 +190,12 @@ impl HostNet {
         let target = format!("{host}:{port}");
         let started = Instant::now();
         let mut syn_retransmits = SYN_RETRANSMITS_AT.iter();
-        while !(self.switchboard.passes(self.trace.host()) && self.switchboard.passes(host)) {
+        if self.switchboard.ports_of(self.trace.host()).get() >= MAX_CONNECTIONS_PER_HOST {
+            // Every ephemeral port is taken: the kernel's EADDRNOTAVAIL, at once.
+            return Err(self.connect_failed(&target, io::ErrorKind::AddrNotAvailable, attempt));
+        }
+        while !(self.switchboard.syn_passes(self.trace.host()) && self.switchboard.syn_passes(host))
+        {
             match syn_retransmits.next() {
                 Some(at) => {
                     tokio::time::sleep_until(started + *at).await;
@@ -200,10 +211,6 @@ impl HostNet {
                 }
             }
         }
-        if self.switchboard.ports_of(self.trace.host()).get() >= MAX_CONNECTIONS_PER_HOST {
-            // Every ephemeral port is taken: the kernel's EADDRNOTAVAIL.
-            return Err(self.connect_failed(&target, io::ErrorKind::AddrNotAvailable, attempt));
-        }
         if self.switchboard.crashed.borrow().contains(host) {
             // Nothing listens on the port of a crashed process, but the
             // host's kernel is alive: it answers the SYN with RST, one
@@ -218,7 +225,11 @@ impl HostNet {
                 // turmoil answers the SYN the moment it arrives; the SYN-ACK's
                 // trip back takes as long again, so a connect costs the round
                 // trip it costs on a real network before a byte can leave.
-                let one_way = handshake.elapsed();
+                // (At most a round trip: longer means the SYN waited in a
+                // held cut, which is not the path's latency.)
+                let one_way = handshake
+                    .elapsed()
+                    .min(self.switchboard.settings.round_trip.to_std());
                 tokio::time::sleep(one_way).await;
                 let local = named(stream.local_addr()?);
                 let peer = named(stream.peer_addr()?);

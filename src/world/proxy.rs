@@ -107,36 +107,43 @@ async fn relay(ctx: ProxyCtx, mut downstream: TcpConn) {
         let client_keeps_alive = request.keep_alive();
         strip_hop_by_hop(&mut request.headers);
         request.headers.push(("Via".into(), "1.1 proxy".into()));
-        let (mut answer, framing) =
-            match forward(&ctx, &downstream.name, &mut upstream, &request, idle).await {
-                Wait::Idle => {
-                    // nginx's proxy_read_timeout: the server said nothing for
-                    // that long. The client gets an answer, not a dead socket.
-                    let idle = ctx.config.idle_timeout.unwrap_or_default();
-                    ctx.net.trace.record(Event::Proxy {
+        let (mut answer, framing) = match forward(
+            &ctx,
+            &downstream.name,
+            &mut upstream,
+            &request,
+            idle,
+        )
+        .await
+        {
+            Wait::Idle => {
+                // nginx's proxy_read_timeout: the server said nothing for
+                // that long. The client gets an answer, not a dead socket.
+                let idle = ctx.config.idle_timeout.unwrap_or_default();
+                ctx.net.trace.record(Event::Proxy {
                         conn: downstream.name.clone(),
                         action: ProxyAction::GatewayTimeout,
                         reason: format!(
-                            "no answer from the server for {idle}; proxy.idle_timeout = {idle}"
+                            "could not connect to the server or get its answer within {idle}; proxy.idle_timeout = {idle}"
                         ),
                     });
-                    if let Some(up) = upstream.take() {
-                        up.close("proxy read timeout").await;
-                    }
-                    (
-                        Response::error(504, "the server did not answer in time"),
-                        Framing::Length(0),
-                    )
+                if let Some(up) = upstream.take() {
+                    up.close("proxy read timeout").await;
                 }
-                Wait::Done(Ok(answer)) => answer,
-                Wait::Done(Err(why)) => {
-                    // The server is unreachable or hung up: say so, as a gateway does.
-                    if let Some(up) = upstream.take() {
-                        up.fail(&why);
-                    }
-                    (Response::error(502, &why), Framing::Length(0))
+                (
+                    Response::error(504, "the server did not answer in time"),
+                    Framing::Length(0),
+                )
+            }
+            Wait::Done(Ok(answer)) => answer,
+            Wait::Done(Err(why)) => {
+                // The server is unreachable or hung up: say so, as a gateway does.
+                if let Some(up) = upstream.take() {
+                    up.fail(&why);
                 }
-            };
+                (Response::error(502, &why), Framing::Length(0))
+            }
+        };
         if matches!(framing, Framing::Chunked | Framing::UntilClose) {
             // A stream (SSE): passed on as it comes, until it ends.
             let up = upstream.take().expect("a stream came from upstream");
@@ -289,13 +296,18 @@ async fn forward(
             }
         }
         let up = upstream.as_mut().expect("just set");
-        let failure = match up.send_request(request, Attempt::First).await {
-            Err(e) => format!("server connection failed: {e}"),
-            Ok(()) => match within_idle(idle, up.read_response_start()).await {
-                Wait::Idle => return Wait::Idle,
-                Wait::Done(Ok(r)) => return Wait::Done(Ok(r)),
-                Wait::Done(Err(e)) => format!("server connection failed: {e}"),
-            },
+        // Sending (which TCP may be retransmitting) and waiting for the
+        // answer both count against the timeout.
+        let exchange = async {
+            up.send_request(request, Attempt::First)
+                .await
+                .map_err(|e| e.to_string())?;
+            up.read_response_start().await.map_err(|e| e.to_string())
+        };
+        let failure = match within_idle(idle, exchange).await {
+            Wait::Idle => return Wait::Idle,
+            Wait::Done(Ok(r)) => return Wait::Done(Ok(r)),
+            Wait::Done(Err(e)) => format!("server connection failed: {e}"),
         };
         if !(second_chance && request.method == "GET") {
             return Wait::Done(Err(failure));

@@ -27,8 +27,9 @@
 //!   finds a dead, silent stream after 45 + 9 x 45 = 450 s.
 //! - **Middleboxes.** A `forget` cut is a NAT or load balancer that loses its
 //!   table: after the heal, packets of connections from before the cut
-//!   vanish (as conntrack drops packets of unknown flows; no RST, so neither
-//!   end is told), while new connections work. `network.nat_idle_timeout`
+//!   vanish (as cloud NATs and stateful firewalls drop packets of flows
+//!   they have no state for; no RST, so neither end is told), while new
+//!   connections work. `network.nat_idle_timeout`
 //!   does the same to any connection idle longer than it.
 //!
 //! What it leaves out: acknowledgements are not messages (a write that got
@@ -37,7 +38,11 @@
 //! retransmit, no reordering; later writes wait behind an unacknowledged one
 //! (as in TCP), but the writer waits too, where a real `write()` returns as
 //! soon as the socket buffer has room; a message in flight when a cut
-//! begins still arrives (it had passed the cut point).
+//! begins, and a FIN sent during one, wait at the cut (turmoil holds them)
+//! and arrive at the heal; SYNs and FINs are never lost to `network.loss`.
+//! A connection the kernel aborted, or one on a forgotten path, ends
+//! without a word to the peer: its stream is kept, silent, until the run
+//! ends.
 
 use crate::scenario::{CutKind, Span};
 use rand::Rng;
@@ -128,6 +133,10 @@ impl Default for TcpSettings {
 #[derive(Default)]
 pub struct Cuts {
     hosts: RefCell<BTreeMap<String, CutKind>>,
+    /// Streams whose end went without a word to the peer (aborted by the
+    /// kernel, or on a forgotten path): kept until the run ends, because
+    /// dropping one would send turmoil's FIN.
+    graveyard: RefCell<Vec<Box<dyn std::any::Any>>>,
 }
 
 impl Cuts {
@@ -143,6 +152,18 @@ impl Cuts {
         for h in hosts {
             cut.remove(h);
         }
+    }
+
+    /// Drops the buried streams (at the end of a run, when no more packets
+    /// will be delivered).
+    pub fn clear_graveyard(&self) {
+        self.graveyard.borrow_mut().clear();
+    }
+
+    /// Whether `host` is cut off in any way, a held cut included: what a
+    /// SYN meets (a connect retransmits it rather than queue it).
+    pub fn holds_off(&self, host: &str) -> bool {
+        self.hosts.borrow().contains_key(host)
     }
 
     /// Whether packets from or to `host` get through. A `hold` cut lets them
@@ -266,6 +287,15 @@ impl Path {
 
     pub fn forget(&self) {
         self.forgotten.set(true);
+    }
+
+    pub fn is_forgotten(&self) -> bool {
+        self.forgotten.get()
+    }
+
+    /// Keeps a stream whose end went silently until the run ends.
+    pub fn bury(&self, stream: Box<dyn std::any::Any>) {
+        self.cuts.graveyard.borrow_mut().push(stream);
     }
 
     pub fn set_rtt(&self, rtt: Duration) {
