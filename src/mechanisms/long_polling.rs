@@ -29,7 +29,7 @@
 //! transits, the worst case.
 
 use crate::mechanisms::short_polling::{
-    MAX_EVENTS_PER_ANSWER, Poll, PollError, batch_answer, cursor_of, poll_once,
+    MAX_EVENTS_PER_ANSWER, Poll, PollError, batch_answer, cursor_of, deliver_new, poll_once,
 };
 use crate::world::conn::Attempt;
 use crate::world::context::{ClientCtx, ServerCtx};
@@ -134,12 +134,7 @@ pub async fn client(ctx: ClientCtx) {
         match outcome {
             Ok(batch) => {
                 failures = 0;
-                for event in batch.events {
-                    if event.id > cursor {
-                        ctx.deliver(event.id);
-                        cursor = event.id;
-                    }
-                }
+                deliver_new(&ctx, &mut cursor, &batch.events);
                 // No sleep: ask again at once, so that the server always
                 // holds a request of ours to answer the next event with.
             }

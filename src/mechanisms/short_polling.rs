@@ -182,15 +182,7 @@ pub async fn client(ctx: ClientCtx) {
         match outcome {
             Ok(batch) => {
                 failures = 0;
-                for event in batch.events {
-                    // Only ids after the cursor are new; anything else would
-                    // be a duplicate (this server never sends one, but a
-                    // client should not trust that).
-                    if event.id > cursor {
-                        ctx.deliver(event.id);
-                        cursor = event.id;
-                    }
-                }
+                deliver_new(&ctx, &mut cursor, &batch.events);
                 if batch.more {
                     continue; // catching up: ask again right away
                 }
@@ -220,6 +212,19 @@ pub struct Poll {
     /// Keep the connection open for the next poll (HTTP/1.1's default), or
     /// ask the server to close it (`Connection: close`).
     pub keep_alive: bool,
+}
+
+/// Hands the application the events after the cursor, and moves it. Only
+/// ids after the cursor are new; anything else would be a duplicate (our
+/// server never sends one, but a client should not trust that). Long
+/// polling does the same with its answers.
+pub fn deliver_new(ctx: &ClientCtx, cursor: &mut u64, events: &[WireEvent]) {
+    for event in events {
+        if event.id > *cursor {
+            ctx.deliver(event.id);
+            *cursor = event.id;
+        }
+    }
 }
 
 /// One request and its answer, on the open connection or a new one. Long

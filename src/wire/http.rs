@@ -117,20 +117,13 @@ impl Request {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!(
-            "{} {} HTTP/1.{}\r\n",
+        let start = format!(
+            "{} {} HTTP/1.{}",
             self.method, self.target, self.minor_version
         );
-        // Framing headers are ours to write: a copied message (a proxy's)
-        // must not carry the original's as well.
-        for (n, v) in self.headers.iter().filter(|(n, _)| !is_framing(n)) {
-            out.push_str(&format!("{n}: {v}\r\n"));
-        }
-        if !self.body.is_empty() {
-            out.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
-        }
-        out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
+        let length =
+            (!self.body.is_empty()).then(|| format!("Content-Length: {}", self.body.len()));
+        let mut bytes = head(&start, &self.headers, length);
         bytes.extend_from_slice(&self.body);
         bytes
     }
@@ -180,25 +173,20 @@ impl Response {
     /// [`chunk`] each, and ends with [`LAST_CHUNK`]: an explicit end, so a
     /// stream cut short is never mistaken for a finished one.
     pub fn stream_head_bytes(&self) -> Vec<u8> {
-        let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason);
-        for (n, v) in self.headers.iter().filter(|(n, _)| !is_framing(n)) {
-            out.push_str(&format!("{n}: {v}\r\n"));
-        }
-        out.push_str("Transfer-Encoding: chunked\r\n\r\n");
-        out.into_bytes()
+        let start = format!("HTTP/1.1 {} {}", self.status, self.reason);
+        head(
+            &start,
+            &self.headers,
+            Some("Transfer-Encoding: chunked".into()),
+        )
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason);
-        for (n, v) in self.headers.iter().filter(|(n, _)| !is_framing(n)) {
-            out.push_str(&format!("{n}: {v}\r\n"));
-        }
+        let start = format!("HTTP/1.1 {} {}", self.status, self.reason);
         // RFC 9110 section 8.6: no Content-Length on 1xx and 204 answers.
-        if !(self.status < 200 || self.status == 204) {
-            out.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
-        }
-        out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
+        let length = (!(self.status < 200 || self.status == 204))
+            .then(|| format!("Content-Length: {}", self.body.len()));
+        let mut bytes = head(&start, &self.headers, length);
         bytes.extend_from_slice(&self.body);
         bytes
     }
@@ -206,6 +194,22 @@ impl Response {
     pub fn summary(&self) -> String {
         format!("{} {}", self.status, self.reason)
     }
+}
+
+/// A message head: the start line, the headers, the framing header we write
+/// (if any), the blank line. Framing headers are ours to write: a copied
+/// message (a proxy's) must not carry the original's as well.
+fn head(start: &str, headers: &[(String, String)], framing: Option<String>) -> Vec<u8> {
+    let mut out = format!("{start}\r\n");
+    for (n, v) in headers.iter().filter(|(n, _)| !is_framing(n)) {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if let Some(framing) = framing {
+        out.push_str(&framing);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
 }
 
 /// Headers that say where a message ends: written by `to_bytes`, never copied.

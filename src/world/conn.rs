@@ -185,11 +185,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
         }
     }
 
-    /// The host this end runs on.
-    pub fn host(&self) -> &str {
-        self.trace.host()
-    }
-
     /// Writes one whole message and records it. TCP delivers it or dies
     /// trying: a transmission that does not get through (the path is cut, a
     /// middlebox forgot the connection, `network.loss` struck) is sent again

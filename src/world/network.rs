@@ -118,8 +118,8 @@ impl Switchboard {
     /// A cut begins: packets to and from `hosts` stop (except a `hold`,
     /// which turmoil queues). A `reset` cut resets every connection crossing
     /// it, both ends at once; a `forget` cut makes the middlebox forget every
-    /// connection crossing it. Returns how many connections it touched.
-    pub fn cut(&self, hosts: &[String], how: CutKind) -> usize {
+    /// connection crossing it.
+    pub fn cut(&self, hosts: &[String], how: CutKind) {
         self.cuts.start(hosts, how);
         let paths = self.paths_touching(hosts);
         for path in &paths {
@@ -129,7 +129,6 @@ impl Switchboard {
                 CutKind::Silent | CutKind::Hold => {}
             }
         }
-        paths.len()
     }
 
     pub fn heal(&self, hosts: &[String]) {
