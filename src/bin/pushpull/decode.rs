@@ -35,10 +35,9 @@ pub fn sse(file: Option<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads all the bytes (a capture, a pasted `curl -v` exchange) and prints
-/// one JSON object per HTTP message in them.
-pub fn http(file: Option<PathBuf>, responses: bool) -> Result<(), String> {
-    use std::io::{Read, Write};
+/// Reads all of `file` (standard input when `None`).
+fn read_all(file: &Option<PathBuf>) -> Result<Vec<u8>, String> {
+    use std::io::Read;
     let mut bytes = Vec::new();
     match &file {
         Some(path) => {
@@ -52,10 +51,32 @@ pub fn http(file: Option<PathBuf>, responses: bool) -> Result<(), String> {
                 .map_err(|e| format!("read failed: {e}"))?;
         }
     }
+    Ok(bytes)
+}
+
+/// Reads all the bytes (a capture, a pasted `curl -v` exchange) and prints
+/// one JSON object per HTTP message in them.
+pub fn http(file: Option<PathBuf>, responses: bool) -> Result<(), String> {
+    use std::io::Write;
+    let bytes = read_all(&file)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for message in pushpull::wire::http::decode_messages(&bytes, responses) {
         let line = serde_json::to_string(&message).expect("decoded messages serialize");
+        writeln!(out, "{line}").map_err(|e| format!("write failed: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Reads all the bytes one side of a WebSocket sent and prints its frames,
+/// messages and closes, one JSON object per line.
+pub fn ws(file: Option<PathBuf>, from: pushpull::wire::websocket::Sender) -> Result<(), String> {
+    use std::io::Write;
+    let bytes = read_all(&file)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for line in pushpull::wire::websocket::decode_all(&bytes, from) {
+        let line = serde_json::to_string(&line).expect("JSON values serialize");
         writeln!(out, "{line}").map_err(|e| format!("write failed: {e}"))?;
     }
     Ok(())

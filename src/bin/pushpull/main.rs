@@ -69,6 +69,10 @@ enum Command {
         /// With `http`: the bytes are responses (a server's side), not requests.
         #[arg(long)]
         response: bool,
+        /// With `ws`: which side sent the bytes (a client's frames must be
+        /// masked, a server's must not).
+        #[arg(long, value_enum)]
+        from: Option<WsSender>,
         /// The bytes to decode; standard input if omitted.
         file: Option<PathBuf>,
     },
@@ -109,6 +113,18 @@ enum DecodeFormat {
     /// message, `{"error":..,"status":..}` for bytes a server would refuse,
     /// `{"incomplete":true}` when the input ends mid-message.
     Http,
+    /// WebSocket frames (RFC 6455) as one side sent them: one object per
+    /// frame (`{"fin","rsv","opcode","masked","mask","length","payload"}`),
+    /// one per whole message (`{"message":"text","data":..}`), one per close
+    /// (`{"close_code":..,"reason":..}`), and `{"error":..,"close_code":..}`
+    /// at the first violation.
+    Ws,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WsSender {
+    Client,
+    Server,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -211,11 +227,24 @@ fn execute(cli: Cli) -> Result<(), String> {
         Command::Decode {
             format,
             response,
+            from,
             file,
         } => match format {
-            DecodeFormat::Sse if response => Err("--response goes with `decode http`".into()),
+            _ if response && !matches!(format, DecodeFormat::Http) => {
+                Err("--response goes with `decode http`".into())
+            }
+            _ if from.is_some() && !matches!(format, DecodeFormat::Ws) => {
+                Err("--from goes with `decode ws`".into())
+            }
             DecodeFormat::Sse => decode::sse(file),
             DecodeFormat::Http => decode::http(file, response),
+            DecodeFormat::Ws => decode::ws(
+                file,
+                match from {
+                    Some(WsSender::Server) => pushpull::wire::websocket::Sender::Server,
+                    _ => pushpull::wire::websocket::Sender::Client,
+                },
+            ),
         },
         Command::Book { serve, port } => {
             let built = pushpull::book::build()?;
