@@ -24,7 +24,7 @@ use crate::record::trace::{Event, NETWORK, Record, Role, Tracer};
 use crate::scenario::plan::derive_seed;
 use crate::scenario::{CutKind, FaultPlan, Plan, Span};
 use crate::world::context::{ClientCtx, ServerCtx};
-use crate::world::event_log::{EventLog, payload};
+use crate::world::event_log::{EventLog, PostTimes, payload};
 use crate::world::network::{HostNet, Switchboard};
 use crate::world::proxy::ProxyCtx;
 use crate::world::tcp::{Loss, TcpSettings};
@@ -141,10 +141,12 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
     };
 
     let log = EventLog::default();
+    let post_times = PostTimes::default();
     let server_ctx = ServerCtx {
         net: host_net("server", None),
         log: log.clone(),
         scenario: scenario.clone(),
+        post_times: post_times.clone(),
     };
     let mechanism = scenario.mechanism;
     declare("server", Role::Server, Vec::new());
@@ -177,6 +179,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         let hn = host_net(&host.name, net.tcp_keepalive);
         let scenario = scenario.clone();
         let publications = log.publications();
+        let post_times = post_times.clone();
         sim.host(host.name.as_str(), move || {
             let ctxs: Vec<ClientCtx> = ids
                 .iter()
@@ -199,6 +202,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                         join_after: Duration::from_micros(join),
                         rng: RefCell::new(rng),
                         publications: publications.clone(),
+                        post_times: post_times.clone(),
                     }
                 })
                 .collect();
@@ -258,7 +262,11 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                 Action::Publish => {
                     let id = log.last_id() + 1;
                     log.append(payload(id, scenario.workload.payload_bytes), t);
-                    tracer.at(t, "server", Event::Publish { event: id });
+                    tracer.at(t, "server", Event::Publish {
+                            event: id,
+                            from: None,
+                            message: None,
+                        });
                 }
                 Action::Cut(hosts, how) => {
                     // Our TCP (world::tcp) stops data at the cut and

@@ -5,6 +5,7 @@
 pub mod long_polling;
 pub mod short_polling;
 pub mod sse;
+pub mod websocket;
 
 use crate::scenario::Mechanism;
 use crate::world::context::{ClientCtx, ServerCtx};
@@ -23,6 +24,7 @@ pub fn server(mechanism: Mechanism, ctx: ServerCtx) -> HostSoftware {
         Mechanism::ShortPolling => Box::pin(short_polling::server(ctx)),
         Mechanism::LongPolling => Box::pin(long_polling::server(ctx)),
         Mechanism::Sse => Box::pin(sse::server(ctx)),
+        Mechanism::Websocket => Box::pin(websocket::server(ctx)),
     }
 }
 
@@ -32,6 +34,7 @@ pub fn client(mechanism: Mechanism, ctx: ClientCtx) -> ClientSoftware {
         Mechanism::ShortPolling => Box::pin(short_polling::client(ctx)),
         Mechanism::LongPolling => Box::pin(long_polling::client(ctx)),
         Mechanism::Sse => Box::pin(sse::client(ctx)),
+        Mechanism::Websocket => Box::pin(websocket::client(ctx)),
     }
 }
 
@@ -46,6 +49,11 @@ pub fn event_counters(mechanism: Mechanism) -> EventCounters {
         Mechanism::Sse => EventCounters {
             answer: |_| None,
             block: sse::block_events,
+        },
+        // The proxy does not relay WebSocket frames yet.
+        Mechanism::Websocket => EventCounters {
+            answer: |_| None,
+            block: |_| None,
         },
     }
 }

@@ -84,6 +84,8 @@ pub enum Kind {
     StreamBlock,
     /// The end of a streamed body: its last chunk.
     StreamEnd,
+    /// A WebSocket frame (after the handshake, a request and its `101`).
+    Frame,
 }
 
 /// How this end of a connection ended it.
@@ -232,8 +234,18 @@ pub enum Event {
     },
     /// A client gave up on a request (timeout, reset, bad answer) and will retry.
     Error { client: u32, what: String },
-    /// The server's application produced event number `event`.
-    Publish { event: u64 },
+    /// The server's application produced event number `event`; in a chat,
+    /// the room's message `event`, posted by client `from` as its message
+    /// number `message`.
+    Publish {
+        event: u64,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        from: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        message: Option<u64>,
+    },
+    /// Client `client`'s user posted its chat message number `message`.
+    Post { client: u32, message: u64 },
     /// Client `client` handed event `event` to its application, `latency_us`
     /// after it was published.
     Deliver {

@@ -28,7 +28,6 @@ fn backoff(section: &str, initial: Span, max: Span) -> Result<(), ScenarioError>
 }
 
 impl Scenario {
-    /// Checks every section.
     /// Checks every section. Values that cannot mean anything are errors;
     /// a misconfiguration a real deployment could have is run, with a
     /// one-line warning naming its consequence.
@@ -44,6 +43,13 @@ impl Scenario {
         self.short_polling.check()?;
         self.long_polling.check(warnings)?;
         self.sse.check(warnings)?;
+        self.websocket.check(warnings)?;
+        if self.workload.sends.is_some() && self.mechanism != super::Mechanism::Websocket {
+            warnings.push(format!(
+                "workload.sends: only the websocket chat posts messages so far; {} ignores it",
+                self.mechanism.name()
+            ));
+        }
         self.proxy.check()
     }
 }
@@ -169,6 +175,37 @@ impl Sse {
         }
         if self.retry == Some(Span::ZERO) {
             warnings.push("sse.retry = 0: the server tells clients to reconnect at once, a tight loop when it is down".into());
+        }
+        Ok(())
+    }
+}
+
+impl super::WebSocket {
+    fn check(&self, warnings: &mut Vec<String>) -> Result<(), ScenarioError> {
+        use super::Reconnect;
+        if self.history == 0 || self.history > 1_000_000 {
+            return Err(err("websocket.history", "must be between 1 and 1000000 messages"));
+        }
+        if self.max_message < 125 || self.max_message > 64 << 20 {
+            return Err(err(
+                "websocket.max_message",
+                "must be between 125 bytes and 64 MiB",
+            ));
+        }
+        if let Reconnect::Delays(delays) = &self.reconnect
+            && delays.is_empty()
+        {
+            return Err(err(
+                "websocket.reconnect",
+                "an empty list: write \"off\" to never reconnect",
+            ));
+        }
+        if let (Some(beat), Some(timeout)) = (self.heartbeat, self.heartbeat_timeout)
+            && timeout <= beat
+        {
+            warnings.push(format!(
+                "websocket.heartbeat_timeout ({timeout}) is not longer than websocket.heartbeat ({beat}): a live peer can be dropped between two heartbeats"
+            ));
         }
         Ok(())
     }

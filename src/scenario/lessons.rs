@@ -18,6 +18,7 @@ pub const LESSONS: &[(&str, &str)] = &[
         include_str!("../../lessons/long_polling.toml"),
     ),
     ("sse", include_str!("../../lessons/sse.toml")),
+    ("websocket", include_str!("../../lessons/websocket.toml")),
 ];
 
 /// Finds a scenario by lesson name or file path, applies the overrides and

@@ -49,6 +49,7 @@ pub enum Mechanism {
     ShortPolling,
     LongPolling,
     Sse,
+    Websocket,
 }
 
 impl Mechanism {
@@ -57,6 +58,7 @@ impl Mechanism {
         Mechanism::ShortPolling,
         Mechanism::LongPolling,
         Mechanism::Sse,
+        Mechanism::Websocket,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +66,7 @@ impl Mechanism {
             Mechanism::ShortPolling => "short_polling",
             Mechanism::LongPolling => "long_polling",
             Mechanism::Sse => "sse",
+            Mechanism::Websocket => "websocket",
         }
     }
 }
@@ -88,6 +91,7 @@ pub struct Scenario {
     pub short_polling: ShortPolling,
     pub long_polling: LongPolling,
     pub sse: Sse,
+    pub websocket: WebSocket,
     /// An optional HTTP proxy (a load balancer) between clients and server.
     pub proxy: Proxy,
     pub faults: Vec<Fault>,
@@ -106,6 +110,7 @@ impl Default for Scenario {
             short_polling: ShortPolling::default(),
             long_polling: LongPolling::default(),
             sse: Sse::default(),
+            websocket: WebSocket::default(),
             proxy: Proxy::default(),
             faults: Vec::new(),
         }
@@ -180,6 +185,11 @@ pub struct Workload {
     /// Clients join at random moments (from the seed) within this span, like
     /// people opening a page, rather than all in the same millisecond.
     pub join_spread: Span,
+    /// Each client's user posts a chat message this often (from a moment
+    /// drawn from the seed), as in the study notes' chat. `0`: nobody
+    /// posts. Only the WebSocket chat carries posts so far.
+    #[serde(with = "zero_is_off")]
+    pub sends: Option<Span>,
 }
 
 impl Default for Workload {
@@ -190,6 +200,7 @@ impl Default for Workload {
             events: Events::default(),
             payload_bytes: 64,
             join_spread: Span::from_secs(5),
+            sends: None,
         }
     }
 }
@@ -336,6 +347,92 @@ impl Default for Sse {
             refuse_with: SseRefusal::Status500,
             no_proxy_buffering: false,
             reopen_after_failure: None,
+        }
+    }
+}
+
+/// Which WebSocket client the page runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WsClient {
+    /// The browser's `WebSocket` as it is: answers pings, but sends none,
+    /// never notices a silent connection, and never reconnects.
+    Browser,
+    /// What production libraries (Socket.IO, SignalR) add on top:
+    /// heartbeats, reconnection with backoff, and (with `resume`) no
+    /// message lost or doubled across a reconnection.
+    Resilient,
+}
+
+/// When a resilient client tries again after its connection dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconnectSchedule {
+    /// Never: the page stays disconnected.
+    Off,
+    /// Socket.IO's defaults: 1 s doubling to 5 s, each delay randomized by
+    /// +-50% (`randomizationFactor: 0.5`), forever.
+    Socketio,
+    /// SignalR's `withAutomaticReconnect()`: after 0, 2, 10 and 30 s, then
+    /// it gives up.
+    Signalr,
+    /// RFC 6455 section 7.2.3: the first attempt after a random 0-5 s, then
+    /// truncated binary exponential backoff (a random delay in a window
+    /// that doubles, up to 5 min 20 s).
+    Rfc6455,
+}
+
+/// A named schedule or a list of delays (`["0s", "1s", "5s"]`: one try
+/// after each, then give up).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "\"off\", \"socketio\", \"signalr\", \"rfc6455\" or a list of delays like [\"1s\", \"5s\"]"
+)]
+pub enum Reconnect {
+    Named(ReconnectSchedule),
+    Delays(Vec<Span>),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocket {
+    pub client: WsClient,
+    /// The server pings each client this often, and a resilient client
+    /// pings the server as often (Socket.IO's `pingInterval`: 25 s). `0`:
+    /// no heartbeat.
+    #[serde(with = "zero_is_off")]
+    pub heartbeat: Option<Span>,
+    /// A peer heard nothing from for this long is taken for dead: the
+    /// server drops it, a resilient client reconnects (Socket.IO: 25 s +
+    /// `pingTimeout` 20 s). `0`: never.
+    #[serde(with = "zero_is_off")]
+    pub heartbeat_timeout: Option<Span>,
+    /// A resilient client's reconnection schedule.
+    pub reconnect: Reconnect,
+    /// A resilient client reconnects with the last sequence number it saw
+    /// and receives what it missed, once; the posts it could not send are
+    /// kept and sent again, and the server drops the doubles (Socket.IO's
+    /// connection state recovery, SignalR's stateful reconnect).
+    pub resume: bool,
+    /// How many recent room messages the server keeps for resuming clients.
+    pub history: u32,
+    /// Largest message either side accepts, in bytes (Socket.IO's
+    /// `maxHttpBufferSize`: 1 MB); larger ones close the connection with
+    /// 1009.
+    pub max_message: u32,
+}
+
+impl Default for WebSocket {
+    fn default() -> Self {
+        WebSocket {
+            client: WsClient::Resilient,
+            heartbeat: Some(Span::from_secs(25)),
+            heartbeat_timeout: Some(Span::from_secs(45)),
+            reconnect: Reconnect::Named(ReconnectSchedule::Socketio),
+            resume: true,
+            history: 1000,
+            max_message: 1_000_000,
         }
     }
 }

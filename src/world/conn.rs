@@ -204,7 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
         self.sent += 1;
         let reply_to = match label.kind {
             Kind::Response | Kind::StreamHead => self.unanswered.pop_front(),
-            Kind::Request | Kind::StreamBlock | Kind::StreamEnd => None,
+            Kind::Request | Kind::StreamBlock | Kind::StreamEnd | Kind::Frame => None,
         };
         self.trace.record(Event::Send {
             conn: self.name.clone(),

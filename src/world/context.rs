@@ -4,7 +4,7 @@
 use crate::record::trace::Event;
 use crate::scenario::{Scenario, Span};
 use crate::world::conn::Attempt;
-use crate::world::event_log::{EventLog, Publications};
+use crate::world::event_log::{EventLog, PostTimes, Publications};
 use crate::world::network::{HostNet, SERVER_PORT, TcpConn};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -18,6 +18,8 @@ pub struct ServerCtx {
     pub net: HostNet,
     pub log: EventLog,
     pub scenario: Rc<Scenario>,
+    /// When chat posts were made (for latency only).
+    pub post_times: PostTimes,
 }
 
 /// What one client gets: its number, its host's network, its own seeded RNG.
@@ -32,6 +34,8 @@ pub struct ClientCtx {
     /// When each event was published, only to stamp each delivery with its
     /// latency in the trace (measured here, once).
     pub publications: Publications,
+    /// Where this client notes when its user posts (for latency only).
+    pub post_times: PostTimes,
 }
 
 impl ClientCtx {

@@ -51,6 +51,11 @@ impl EventLog {
         self.publications.clone()
     }
 
+    /// Wakes whoever waits, with nothing appended (a chat's join notice).
+    pub fn wake_all(&self) {
+        self.published.notify_waiters();
+    }
+
     /// Resolves at the next `append`.
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.published.notified()
@@ -68,6 +73,24 @@ impl Publications {
     pub fn of(&self, id: u64) -> Option<u64> {
         let index = (id as usize).checked_sub(1)?;
         self.0.borrow().get(index).copied()
+    }
+}
+
+/// When each chat message was posted, in microseconds of simulated time,
+/// by (client, message number): written by the client as its user posts,
+/// read by the server as the message joins the room, so that the message's
+/// delivery latencies run from the moment its user pressed Send. Like
+/// [`Publications`], a measurement, never a channel between hosts.
+#[derive(Clone, Default)]
+pub struct PostTimes(Rc<RefCell<std::collections::HashMap<(u32, u64), u64>>>);
+
+impl PostTimes {
+    pub fn note(&self, client: u32, message: u64, t_us: u64) {
+        self.0.borrow_mut().insert((client, message), t_us);
+    }
+
+    pub fn of(&self, client: u32, message: u64) -> Option<u64> {
+        self.0.borrow().get(&(client, message)).copied()
     }
 }
 

@@ -45,6 +45,7 @@ pub fn server_answer(
         },
         log,
         scenario: plan.scenario.clone(),
+        post_times: Default::default(),
     };
     sim.host("server", move || {
         pushpull::mechanisms::server(mechanism, ctx.clone())

@@ -308,7 +308,9 @@ impl<'a> Model<'a> {
                         reason,
                     },
                 )),
-                Event::Publish { event } => marks.push((t, host, Mark::Publish(*event))),
+                Event::Publish { event, .. } => marks.push((t, host, Mark::Publish(*event))),
+                // A user pressing Send: the post itself is drawn as its frame.
+                Event::Post { .. } => {}
                 Event::Deliver {
                     client,
                     event,
