@@ -10,6 +10,7 @@
 mod long_polling;
 mod short_polling;
 mod sse;
+mod websocket;
 
 use pushpull::run::{self, RunOptions, RunOutcome};
 

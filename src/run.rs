@@ -262,11 +262,15 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                 Action::Publish => {
                     let id = log.last_id() + 1;
                     log.append(payload(id, scenario.workload.payload_bytes), t);
-                    tracer.at(t, "server", Event::Publish {
+                    tracer.at(
+                        t,
+                        "server",
+                        Event::Publish {
                             event: id,
                             from: None,
                             message: None,
-                        });
+                        },
+                    );
                 }
                 Action::Cut(hosts, how) => {
                     // Our TCP (world::tcp) stops data at the cut and

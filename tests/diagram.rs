@@ -258,7 +258,15 @@ fn retransmitted_and_unanswered_messages_stop_short() {
             1,
             "GET /void",
         ),
-        rec(9000, "server", Event::Publish { event: 1 }),
+        rec(
+            9000,
+            "server",
+            Event::Publish {
+                event: 1,
+                from: None,
+                message: None,
+            },
+        ),
     ];
     let svg = render(&records, &whole_run());
     assert_well_formed(&svg);
@@ -307,9 +315,25 @@ fn a_window_shows_only_its_stretch_of_time() {
     };
     let mut records = poll(1000, 1, "GET /early");
     records.extend(poll(10_000, 2, "GET /inside"));
-    records.push(rec(10_500, "server", Event::Publish { event: 7 }));
+    records.push(rec(
+        10_500,
+        "server",
+        Event::Publish {
+            event: 7,
+            from: None,
+            message: None,
+        },
+    ));
     records.extend(poll(20_000, 3, "GET /late"));
-    records.push(rec(25_000, "server", Event::Publish { event: 8 }));
+    records.push(rec(
+        25_000,
+        "server",
+        Event::Publish {
+            event: 8,
+            from: None,
+            message: None,
+        },
+    ));
     let svg = render(&records, &window(9000, 11_000));
     assert_well_formed(&svg);
     assert_eq!(arrows(&svg, "req").len(), 1);
@@ -354,7 +378,15 @@ fn hosts_are_ordered_clients_middle_server() {
         host("client-10", Role::Client),
         host("proxy", Role::Proxy),
         host("client-2", Role::Client),
-        rec(5, "network", Event::Publish { event: 1 }),
+        rec(
+            5,
+            "network",
+            Event::Publish {
+                event: 1,
+                from: None,
+                message: None,
+            },
+        ),
     ];
     let svg = render(&records, &whole_run());
     // Each host's name box is drawn twice, top and bottom; take the first.
@@ -411,7 +443,15 @@ fn events_connections_and_errors_are_marked_with_tooltips() {
             },
         ),
         rec(900, "server", Event::Accept { conn: C1.into() }),
-        rec(1000, "server", Event::Publish { event: 3 }),
+        rec(
+            1000,
+            "server",
+            Event::Publish {
+                event: 3,
+                from: None,
+                message: None,
+            },
+        ),
         rec(
             1500,
             "client-1",
@@ -544,7 +584,11 @@ fn arb_event() -> impl Strategy<Value = Event> {
             what: "200 OK".into(),
             bytes: 10,
         }),
-        (0u64..4).prop_map(|event| Event::Publish { event }),
+        (0u64..4).prop_map(|event| Event::Publish {
+            event,
+            from: None,
+            message: None
+        }),
         (0u32..4, 0u64..4, 0u64..2_000_000).prop_map(|(client, event, latency_us)| {
             Event::Deliver {
                 client,

@@ -39,9 +39,7 @@
 use crate::record::trace::{Event, HostTrace, Kind};
 use crate::scenario::{Reconnect, ReconnectSchedule, Span, WsClient};
 use crate::wire::http::{Request, Response, parse_response_head};
-use crate::wire::websocket::{
-    self, Frame, Incoming, Message, Opcode, Reader, Sender, close_code,
-};
+use crate::wire::websocket::{self, Frame, Incoming, Message, Opcode, Reader, Sender, close_code};
 use crate::world::conn::{Attempt, Carried, Conn, Label};
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::event_log::{EventLog, PostTimes};
@@ -162,7 +160,8 @@ impl Room {
             id: Some(post.id),
             text: post.text,
         };
-        self.log.append(serde_json::to_string(&message).unwrap(), posted);
+        self.log
+            .append(serde_json::to_string(&message).unwrap(), posted);
         self.trace.record(Event::Publish {
             event: id,
             from: client,
@@ -248,7 +247,11 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     {
         return conn.fail(&format!("write failed: {e}"));
     }
-    let socket = Socket::new(conn, room.settings.heartbeat_timeout, room.settings.max_message);
+    let socket = Socket::new(
+        conn,
+        room.settings.heartbeat_timeout,
+        room.settings.max_message,
+    );
     if endpoint == "/echo" {
         echo(socket).await
     } else {
@@ -303,16 +306,21 @@ async fn chat<S: AsyncRead + AsyncWrite + Unpin + 'static>(
         for incoming in frames {
             let handled = match incoming {
                 Incoming::Message(Message::Text(text)) => match serde_json::from_str(&text) {
-                    Ok(post) => Ok(room.post(&user, client, post)),
+                    Ok(post) => {
+                        room.post(&user, client, post);
+                        Ok(())
+                    }
                     Err(_) => Err(End::Violation(websocket::Violation {
                         close_code: close_code::INVALID_DATA,
                         why: "a post is {\"id\":N,\"text\":\"...\"}".into(),
                     })),
                 },
-                Incoming::Message(Message::Binary(_)) => Err(End::Violation(websocket::Violation {
-                    close_code: close_code::INVALID_DATA,
-                    why: "the chat takes text messages".into(),
-                })),
+                Incoming::Message(Message::Binary(_)) => {
+                    Err(End::Violation(websocket::Violation {
+                        close_code: close_code::INVALID_DATA,
+                        why: "the chat takes text messages".into(),
+                    }))
+                }
                 control => socket.answer_control(control).await,
             };
             if let Err(end) = handled {
@@ -412,12 +420,19 @@ pub enum End {
 impl End {
     pub fn describe(&self) -> String {
         match self {
-            End::PeerClosed(Some((code, reason))) if reason.is_empty() => format!("closed by the peer ({code})"),
-            End::PeerClosed(Some((code, reason))) => format!("closed by the peer ({code} {reason})"),
+            End::PeerClosed(Some((code, reason))) if reason.is_empty() => {
+                format!("closed by the peer ({code})")
+            }
+            End::PeerClosed(Some((code, reason))) => {
+                format!("closed by the peer ({code} {reason})")
+            }
             End::PeerClosed(None) => "closed by the peer (1005)".into(),
             End::Dropped => "connection closed without a close frame (1006)".into(),
             End::Broken(why) => format!("connection broke: {why} (1006)"),
-            End::Violation(v) => format!("protocol violation, closing with {}: {}", v.close_code, v.why),
+            End::Violation(v) => format!(
+                "protocol violation, closing with {}: {}",
+                v.close_code, v.why
+            ),
             End::Silent => "heartbeat timeout: nothing heard from the peer".into(),
         }
     }
@@ -456,7 +471,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
     }
 
     /// A client's end, masking with keys drawn from `mask_seed`.
-    pub fn client(conn: Conn<S>, silence_limit: Option<Span>, max_message: usize, mask_seed: u64) -> Socket<S> {
+    pub fn client(
+        conn: Conn<S>,
+        silence_limit: Option<Span>,
+        max_message: usize,
+        mask_seed: u64,
+    ) -> Socket<S> {
         use rand::SeedableRng;
         Socket {
             reader: Reader::new(Sender::Server, max_message),
@@ -495,7 +515,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
             match self.reader.next(self.conn.buffered()) {
                 Ok(Some((frame, used, incoming))) => {
                     self.conn.take(used);
-                    self.conn.record_received(Kind::Frame, describe(&frame), used);
+                    self.conn
+                        .record_received(Kind::Frame, describe(&frame), used);
                     out.extend(incoming);
                 }
                 Ok(None) => return Ok(out),
@@ -508,7 +529,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
     /// get through for longer than the heartbeat timeout ends the session
     /// like silence does: the application's timer fires whatever the kernel
     /// is still retrying.
-    pub async fn send(&mut self, frame: Frame, what: String, carried: Option<Carried>) -> Result<(), End> {
+    pub async fn send(
+        &mut self,
+        frame: Frame,
+        what: String,
+        carried: Option<Carried>,
+    ) -> Result<(), End> {
         let frame = match &mut self.masks {
             Some(rng) => frame.masked(rng.random()),
             None => frame,
@@ -523,7 +549,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
         }
     }
 
-    pub async fn send_text(&mut self, text: &str, what: String, carried: Option<Carried>) -> Result<(), End> {
+    pub async fn send_text(
+        &mut self,
+        text: &str,
+        what: String,
+        carried: Option<Carried>,
+    ) -> Result<(), End> {
         self.send(Frame::text(text), what, carried).await
     }
 
@@ -539,7 +570,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
 
     pub async fn ping(&mut self) -> Result<(), End> {
         self.last_ping = Instant::now();
-        self.send(Frame::new(Opcode::Ping, Vec::new()), "ping".into(), None).await
+        self.send(Frame::new(Opcode::Ping, Vec::new()), "ping".into(), None)
+            .await
     }
 
     /// Answers a ping with a pong carrying the same payload, and a close
@@ -548,7 +580,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
     pub async fn answer_control(&mut self, incoming: Incoming) -> Result<(), End> {
         match incoming {
             Incoming::Ping(payload) => {
-                self.send(Frame::new(Opcode::Pong, payload), "pong".into(), None).await
+                self.send(Frame::new(Opcode::Pong, payload), "pong".into(), None)
+                    .await
             }
             Incoming::Close(close) => {
                 if !self.close_sent {
@@ -576,16 +609,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
             End::PeerClosed(_) if self.is_server => self.conn.close("closing handshake done").await,
             End::PeerClosed(_) => {
                 // Give the server a moment to close first, as it should.
-                let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.until_peer_closes()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.until_peer_closes())
+                    .await;
                 self.conn.close("closing handshake done").await
             }
             End::Violation(v) => {
                 if !self.close_sent {
                     self.close_sent = true;
                     let what = format!("close {}", v.close_code);
-                    let _ = self.send(Frame::close(v.close_code, &v.why), what, None).await;
+                    let _ = self
+                        .send(Frame::close(v.close_code, &v.why), what, None)
+                        .await;
                 }
-                self.conn.close(&format!("failed the connection: {}", v.why)).await
+                self.conn
+                    .close(&format!("failed the connection: {}", v.why))
+                    .await
             }
             End::Dropped => self.conn.close("peer closed without a close frame").await,
             End::Broken(why) => self.conn.fail(&why),
@@ -596,7 +634,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
     /// Sends a close frame with `code` (the closing handshake begins).
     pub async fn send_close(&mut self, code: u16, reason: &str) -> Result<(), End> {
         self.close_sent = true;
-        self.send(Frame::close(code, reason), format!("close {code}"), None).await
+        self.send(Frame::close(code, reason), format!("close {code}"), None)
+            .await
     }
 }
 
@@ -636,9 +675,9 @@ pub fn reconnect_delay(schedule: &Reconnect, attempt: u32, rng: &mut impl Rng) -
             Some(Duration::from_millis(ms.min(5000)))
         }
         // @microsoft/signalr's DefaultReconnectPolicy.
-        Reconnect::Named(ReconnectSchedule::Signalr) => {
-            [0, 2, 10, 30].get(n as usize - 1).map(|&s| Duration::from_secs(s))
-        }
+        Reconnect::Named(ReconnectSchedule::Signalr) => [0, 2, 10, 30]
+            .get(n as usize - 1)
+            .map(|&s| Duration::from_secs(s)),
         // RFC 6455 section 7.2.3: random 0-5 s first, then a random delay in
         // a window that doubles (truncated at 2^6 x 5 s).
         Reconnect::Named(ReconnectSchedule::Rfc6455) => {
@@ -658,16 +697,25 @@ struct Outbox {
 
 /// The user: posts a message every `every`, connected or not.
 async fn user_posts(id: u32, ctx: Rc<ClientCtx>, outbox: Outbox, every: Span) {
-    let first = ctx.rng.borrow_mut().random_range(0..every.as_micros().max(1));
+    let first = ctx
+        .rng
+        .borrow_mut()
+        .random_range(0..every.as_micros().max(1));
     sleep(Duration::from_micros(first)).await;
     let mut number = 0;
     while Span::from_std(turmoil::sim_elapsed().unwrap_or_default()) < ctx.scenario.duration {
         number += 1;
-        ctx.net.trace.record(Event::Post { client: id, message: number });
+        ctx.net.trace.record(Event::Post {
+            client: id,
+            message: number,
+        });
         ctx.post_times.note(id, number, now_us());
         let text = crate::world::event_log::payload(number, ctx.scenario.workload.payload_bytes)
             .replacen("event", &format!("client-{id} says"), 1);
-        outbox.posts.borrow_mut().push_back(Post { id: number, text });
+        outbox
+            .posts
+            .borrow_mut()
+            .push_back(Post { id: number, text });
         outbox.added.notify_waiters();
         sleep(every.to_std()).await;
     }
@@ -725,9 +773,16 @@ pub async fn client(ctx: ClientCtx) {
 }
 
 /// Connects and shakes hands; `Err` says why it failed.
-async fn open(ctx: &ClientCtx, since: Option<u64>, attempt: Attempt) -> Result<Socket<turmoil::net::TcpStream>, String> {
+async fn open(
+    ctx: &ClientCtx,
+    since: Option<u64>,
+    attempt: Attempt,
+) -> Result<Socket<turmoil::net::TcpStream>, String> {
     let ws = &ctx.scenario.websocket;
-    let mut conn = ctx.connect(attempt).await.map_err(|e| format!("connect failed: {e}"))?;
+    let mut conn = ctx
+        .connect(attempt)
+        .await
+        .map_err(|e| format!("connect failed: {e}"))?;
     let key = websocket::client_key(ctx.rng.borrow_mut().random());
     let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
     let target = format!("/chat?user=client-{}{since}", ctx.id);
@@ -771,7 +826,12 @@ async fn open(ctx: &ClientCtx, since: Option<u64>, attempt: Attempt) -> Result<S
         WsClient::Resilient => ws.heartbeat_timeout,
         WsClient::Browser => None,
     };
-    Ok(Socket::client(conn, silence, ws.max_message as usize, mask_seed))
+    Ok(Socket::client(
+        conn,
+        silence,
+        ws.max_message as usize,
+        mask_seed,
+    ))
 }
 
 /// One connection's life: messages in, posts out, heartbeats, until it
@@ -834,7 +894,10 @@ async fn session(
             .collect();
         for post in waiting {
             let text = serde_json::to_string(&post).unwrap();
-            if let Err(end) = socket.send_text(&text, format!("post {}", post.id), None).await {
+            if let Err(end) = socket
+                .send_text(&text, format!("post {}", post.id), None)
+                .await
+            {
                 break 'session end;
             }
             sent_up_to = post.id;

@@ -24,6 +24,11 @@ pub struct Metrics {
     duplicated: u64,
     out_of_order: u64,
     latencies_us: Vec<u64>,
+    /// Chat posts made by users, and which of them reached the room (by
+    /// client and post number: a post let in twice counts once more).
+    posted: u64,
+    posts_in: HashSet<(u32, u64)>,
+    posts_doubled: u64,
     requests: u64,
     empty_responses: u64,
     bytes_up: u64,
@@ -91,7 +96,15 @@ impl Observer for Metrics {
                     self.delivered_by_client.resize(highest, (Vec::new(), 0));
                 }
             }
-            Event::Publish { .. } => self.published += 1,
+            Event::Publish { from, message, .. } => {
+                self.published += 1;
+                if let (Some(client), Some(message)) = (from, message)
+                    && !self.posts_in.insert((*client, *message))
+                {
+                    self.posts_doubled += 1;
+                }
+            }
+            Event::Post { .. } => self.posted += 1,
             Event::Deliver {
                 client,
                 event,
@@ -305,6 +318,10 @@ impl Metrics {
             duplicated: self.duplicated,
             out_of_order: self.out_of_order,
             latency_ms,
+            posted: self.posted,
+            messages_up: self.posts_in.len() as u64,
+            posts_doubled: self.posts_doubled,
+            messages_down: self.delivered,
             requests: self.requests,
             empty_responses: self.empty_responses,
             bytes_up: self.bytes_up,
@@ -376,6 +393,15 @@ pub struct Report {
     pub duplicated: u64,
     pub out_of_order: u64,
     pub latency_ms: LatencyMs,
+    /// Chat messages users posted (`workload.sends`).
+    pub posted: u64,
+    /// Posts that reached the room (each counted once).
+    pub messages_up: u64,
+    /// Posts let into the room a second time (a resend nobody dropped).
+    pub posts_doubled: u64,
+    /// Messages handed to clients' applications (the same as `delivered`:
+    /// every event or room message, counted once per client).
+    pub messages_down: u64,
     /// HTTP requests sent by clients (retries included).
     pub requests: u64,
     /// Responses that reached a client carrying no event.
@@ -438,6 +464,19 @@ impl Report {
             ("latency p95", ms(self.latency_ms.p95)),
             ("latency p99", ms(self.latency_ms.p99)),
             ("latency max", ms(self.latency_ms.max)),
+            ("posted", self.posted.to_string()),
+            ("messages_up", {
+                let lost = self.posted.saturating_sub(self.messages_up);
+                if self.posted > 0 {
+                    format!(
+                        "{} ({lost} posts never arrived, {} doubled)",
+                        self.messages_up, self.posts_doubled
+                    )
+                } else {
+                    self.messages_up.to_string()
+                }
+            }),
+            ("messages_down", self.messages_down.to_string()),
             ("requests", self.requests.to_string()),
             ("empty_responses", {
                 let pct = if self.requests > 0 {

@@ -184,7 +184,10 @@ impl super::WebSocket {
     fn check(&self, warnings: &mut Vec<String>) -> Result<(), ScenarioError> {
         use super::Reconnect;
         if self.history == 0 || self.history > 1_000_000 {
-            return Err(err("websocket.history", "must be between 1 and 1000000 messages"));
+            return Err(err(
+                "websocket.history",
+                "must be between 1 and 1000000 messages",
+            ));
         }
         if self.max_message < 125 || self.max_message > 64 << 20 {
             return Err(err(
