@@ -64,6 +64,13 @@ pub const FIGURES: &[Figure] = &[
     Figure::new("sse/buffering_proxy", "sse", &["proxy.enabled=true", "proxy.mode=\"buffer\"", "proxy.buffer_kib=1"]).window("0s..60s"),
     Figure::new("sse/buffering_fixed", "sse", &["proxy.enabled=true", "proxy.mode=\"buffer\"", "proxy.buffer_kib=1", "sse.no_proxy_buffering=true"]).window("0s..60s"),
     Figure::new("sse/streamed_answer", "sse", &[r#"workload.events={every="50ms",start="30s",count=40}"#, "workload.payload_bytes=16", "network.jitter=0ms", "workload.clients=1"]).window("29.9s..32.2s"),
+    Figure::new("websocket/default", "websocket", &[]).window("3s..20s"),
+    Figure::new("websocket/browser_reset", "websocket", &["websocket.client=browser", r#"faults=[{cut="client-1",from="60s",to="90s",reset=true}]"#]).window("55s..100s"),
+    Figure::new("websocket/resilient_reset", "websocket", &[r#"faults=[{cut="client-1",from="60s",to="90s",reset=true}]"#]).window("55s..100s"),
+    Figure::new("websocket/forgotten", "websocket", &[r#"faults=[{cut="client-1",from="60s",to="62s",forget=true}]"#]).window("55s..120s"),
+    Figure::new("websocket/browser_forgotten", "websocket", &["websocket.client=browser", r#"faults=[{cut="client-1",from="60s",to="62s",forget=true}]"#]).window("55s..120s"),
+    Figure::new("websocket/no_resume", "websocket", &["websocket.resume=false", r#"faults=[{cut="client-1",from="60s",to="90s"}]"#]).window("55s..110s"),
+    Figure::new("websocket/server_restart", "websocket", &[r#"faults=[{crash="server",at="60s",restart="70s"}]"#]).window("58s..80s"),
 ];
 
 /// One `pushpull compare` shown in the book: the same scenario under every
@@ -82,6 +89,7 @@ pub const COMPARISONS: &[Comparison] = &[
     Comparison { name: "compare/notifications", lesson: "long_polling", overrides: &[] },
     Comparison { name: "compare/ticker", lesson: "sse", overrides: &[] },
     Comparison { name: "compare/streamed_answer", lesson: "sse", overrides: &[r#"workload.events={every="50ms",start="30s",count=40}"#, "workload.payload_bytes=16", "network.jitter=0ms", "short_polling.interval=1s"] },
+    Comparison { name: "compare/chat_announcements", lesson: "websocket", overrides: &["workload.sends=0"] },
     Comparison { name: "compare/dashboard_100", lesson: "short_polling", overrides: &["workload.clients=100", "workload.client_hosts=5", "duration=5m", "short_polling.interval=60s", "workload.events={every=\"10s\", start=\"10s\"}"] },
 ];
 
@@ -111,11 +119,24 @@ pub const SWEEPS: &[Sweep] = &[
 pub struct Decode {
     pub name: &'static str,
     pub input: &'static str,
+    /// Which decoder reads it, as `pushpull decode` names it: `sse`, or
+    /// `ws` with `--from client` or `--from server`.
+    pub format: DecodeAs,
+}
+
+/// The decoder a [`Decode`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeAs {
+    Sse,
+    /// WebSocket frames sent by a client (`true`) or a server.
+    Ws { from_client: bool },
 }
 
 #[rustfmt::skip]
 pub const DECODES: &[Decode] = &[
-    Decode { name: "sse/decode_ticker", input: "examples/ticker.stream" },
+    Decode { name: "sse/decode_ticker", input: "examples/ticker.stream", format: DecodeAs::Sse },
+    Decode { name: "websocket/decode_client", input: "examples/chat-client.ws", format: DecodeAs::Ws { from_client: true } },
+    Decode { name: "websocket/decode_server", input: "examples/chat-server.ws", format: DecodeAs::Ws { from_client: false } },
 ];
 
 /// How many trace lines `trace.jsonl` keeps.

@@ -147,29 +147,58 @@ pub fn render_decode(decode: &Decode) -> Result<Vec<(PathBuf, String)>, String> 
             path.display()
         )
     })?;
-    // The raw bytes with every line end shown, one wire line per text line.
-    let mut raw = String::new();
-    for c in String::from_utf8_lossy(&bytes).chars() {
-        match c {
-            '\r' => raw.push_str("\\r"),
-            '\n' => raw.push_str("\\n\n"),
-            '\u{FEFF}' => raw.push_str("<BOM>"),
-            c => raw.push(c),
-        }
-    }
-    let mut decoded = String::new();
-    for output in crate::wire::event_stream::decode_all(&bytes) {
-        decoded.push_str(&serde_json::to_string(&output).expect("outputs serialize"));
-        decoded.push('\n');
-    }
     let dir = Path::new(GENERATED_DIR).join(decode.name);
+    let (command, raw, decoded) = match decode.format {
+        DecodeAs::Sse => {
+            // The raw bytes with every line end shown, one wire line per text line.
+            let mut raw = String::new();
+            for c in String::from_utf8_lossy(&bytes).chars() {
+                match c {
+                    '\r' => raw.push_str("\\r"),
+                    '\n' => raw.push_str("\\n\n"),
+                    '\u{FEFF}' => raw.push_str("<BOM>"),
+                    c => raw.push(c),
+                }
+            }
+            let decoded: Vec<String> = crate::wire::event_stream::decode_all(&bytes)
+                .iter()
+                .map(|o| serde_json::to_string(o).expect("outputs serialize"))
+                .collect();
+            ("pushpull decode sse".to_string(), raw, decoded)
+        }
+        DecodeAs::Ws { from_client } => {
+            // A hex dump, 16 bytes a line, with the printable ones beside.
+            let mut raw = String::new();
+            for (i, line) in bytes.chunks(16).enumerate() {
+                let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
+                let text: String = line
+                    .iter()
+                    .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
+                    .collect();
+                raw.push_str(&format!("{:04x}  {:<47}  {text}\n", i * 16, hex.join(" ")));
+            }
+            let from = if from_client {
+                crate::wire::websocket::Sender::Client
+            } else {
+                crate::wire::websocket::Sender::Server
+            };
+            let decoded: Vec<String> = crate::wire::websocket::decode_all(&bytes, from)
+                .iter()
+                .map(|o| serde_json::to_string(o).expect("outputs serialize"))
+                .collect();
+            let side = if from_client { "client" } else { "server" };
+            (format!("pushpull decode ws --from {side}"), raw, decoded)
+        }
+    };
+    let mut decoded_text = decoded.join("\n");
+    decoded_text.push('\n');
     Ok(vec![
         (
             dir.join("command.txt"),
-            format!("pushpull decode sse book/src/{}\n", decode.input),
+            format!("{command} book/src/{}\n", decode.input),
         ),
         (dir.join("raw.txt"), raw),
-        (dir.join("decoded.jsonl"), decoded),
+        (dir.join("decoded.jsonl"), decoded_text),
     ])
 }
 
