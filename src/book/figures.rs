@@ -129,7 +129,9 @@ pub struct Decode {
 pub enum DecodeAs {
     Sse,
     /// WebSocket frames sent by a client (`true`) or a server.
-    Ws { from_client: bool },
+    Ws {
+        from_client: bool,
+    },
 }
 
 #[rustfmt::skip]

@@ -173,7 +173,13 @@ pub fn render_decode(decode: &Decode) -> Result<Vec<(PathBuf, String)>, String> 
                 let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
                 let text: String = line
                     .iter()
-                    .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
+                    .map(|&b| {
+                        if b.is_ascii_graphic() || b == b' ' {
+                            b as char
+                        } else {
+                            '.'
+                        }
+                    })
                     .collect();
                 raw.push_str(&format!("{:04x}  {:<47}  {text}\n", i * 16, hex.join(" ")));
             }

@@ -112,6 +112,16 @@ pub struct Settings {
     pub max_message: usize,
     /// Drop posts sent twice (on with `resume`).
     pub dedupe: bool,
+    /// The `Origin`s whose pages may open `/chat` (empty: any). A browser
+    /// lets any site's page open a WebSocket to any server, cookies and
+    /// all, and says which site in `Origin`: a server that does not check
+    /// it is open to cross-site WebSocket hijacking. A request without
+    /// `Origin` comes from no browser page, and passes. `/echo` takes any.
+    pub chat_origins: Vec<String>,
+    /// What to answer a request for a path other than `/chat` and `/echo`
+    /// (`None`, or the function's: `404`). `pushpull live` serves its chat
+    /// page this way; a plain function, since the pages are static.
+    pub pages: Option<fn(&Request) -> Option<Response>>,
 }
 
 impl Settings {
@@ -122,6 +132,8 @@ impl Settings {
             history: ws.history as u64,
             max_message: ws.max_message as usize,
             dedupe: ws.resume,
+            chat_origins: Vec::new(),
+            pages: None,
         }
     }
 }
@@ -229,10 +241,17 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     };
     let endpoint = request.path().to_string();
     if endpoint != "/chat" && endpoint != "/echo" {
-        let _ = conn
-            .send_response(&Response::error(404, "try /chat or /echo"), None)
-            .await;
-        return conn.close("not found").await;
+        let (response, why) = match room.settings.pages.and_then(|pages| pages(&request)) {
+            Some(page) => (page, "page sent"),
+            None => (Response::error(404, "try /chat or /echo"), "not found"),
+        };
+        let _ = conn.send_response(&response, None).await;
+        return conn.close(why).await;
+    }
+    if endpoint == "/chat" && !origin_allowed(&request, &room.settings.chat_origins) {
+        let refusal = Response::error(403, "this Origin may not open /chat");
+        let _ = conn.send_response(&refusal, None).await;
+        return conn.close("foreign origin").await;
     }
     let accept = match websocket::check_request(&request) {
         Ok(accept) => accept,
@@ -256,6 +275,18 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + 'static>(
         echo(socket).await
     } else {
         chat(socket, &request, &room).await
+    }
+}
+
+/// Whether `request` may open `/chat`: no `Origin` (not a browser page),
+/// or one of `allowed`, or any when `allowed` is empty.
+fn origin_allowed(request: &Request, allowed: &[String]) -> bool {
+    match request.header("origin") {
+        Some(origin) if !allowed.is_empty() => {
+            let origin = origin.trim();
+            allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+        }
+        _ => true,
     }
 }
 

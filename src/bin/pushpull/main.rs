@@ -4,10 +4,12 @@
 //! pushpull run short_polling --set short_polling.interval=1s --diagram run.svg
 //! pushpull lessons
 //! pushpull book --serve
+//! pushpull live --port 8000
 //! ```
 
 mod bench;
 mod decode;
+mod live;
 mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -87,6 +89,21 @@ enum Command {
     },
     /// Measure how fast the simulator runs (wall time vs simulated time).
     Bench,
+    /// Serve the WebSocket chat (/chat), the echo endpoint (/echo) and a chat
+    /// page (/) on a real port: the simulation's server code, on real sockets.
+    Live {
+        /// Port to listen on (0 picks a free one).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// Another origin whose pages may open /chat, e.g.
+        /// `http://192.168.1.5:8000` when bound to 0.0.0.0 (repeatable; the
+        /// server's own address is always allowed).
+        #[arg(long = "origin", value_name = "URL")]
+        origins: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -261,6 +278,11 @@ fn execute(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Bench => bench::bench(),
+        Command::Live {
+            port,
+            bind,
+            origins,
+        } => live::live(&bind, port, origins),
     }
 }
 
