@@ -1166,3 +1166,25 @@ fn cli_reads_a_file() {
         ]
     );
 }
+
+#[test]
+fn frame_len_finds_whole_frames_for_a_proxy() {
+    use pushpull::wire::websocket::frame_len;
+    // Section 5.7's masked "Hello": 2 + 4 + 5 bytes.
+    let hello = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    assert_eq!(frame_len(&hello), Some(11));
+    assert_eq!(frame_len(&hello[..10]), None);
+    assert_eq!(frame_len(&hello[..1]), None);
+    // 16-bit and 64-bit lengths, unmasked (a server's frames).
+    let medium = Frame::new(Opcode::Binary, vec![7; 256]).encode();
+    assert_eq!(frame_len(&medium), Some(4 + 256));
+    let large = Frame::new(Opcode::Binary, vec![7; 65536]).encode();
+    assert_eq!(frame_len(&large), Some(10 + 65536));
+    assert_eq!(frame_len(&large[..9]), None);
+    // Two frames back to back: only the first counts.
+    let mut two = hello.to_vec();
+    two.extend_from_slice(&hello);
+    assert_eq!(frame_len(&two), Some(11));
+}

@@ -45,15 +45,19 @@ pub fn event_counters(mechanism: Mechanism) -> EventCounters {
         Mechanism::ShortPolling | Mechanism::LongPolling => EventCounters {
             answer: short_polling::count_events,
             block: |_| None,
+            frame: |_| None,
         },
         Mechanism::Sse => EventCounters {
             answer: |_| None,
             block: sse::block_events,
+            frame: |_| None,
         },
-        // The proxy does not relay WebSocket frames yet.
+        // A client that fell back to long polling sends its polls through
+        // the same proxy.
         Mechanism::Websocket => EventCounters {
-            answer: |_| None,
+            answer: short_polling::count_events,
             block: |_| None,
+            frame: websocket::frame_events,
         },
     }
 }

@@ -670,6 +670,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
     }
 }
 
+/// The room message a server's frame carries, if it is one (how a proxy
+/// relaying the chat counts what it passes on, for the trace).
+pub fn frame_events(bytes: &[u8]) -> Option<Carried> {
+    let (frame, _) = websocket::decode_frame(bytes, Sender::Server, usize::MAX).ok()??;
+    if frame.opcode != Opcode::Text {
+        return None;
+    }
+    let message: RoomMessage = serde_json::from_slice(&frame.payload).ok()?;
+    Some(Carried::from(Some(message.seq), 1))
+}
+
 /// How the trace names a frame read.
 fn describe(frame: &Frame) -> String {
     match frame.opcode {

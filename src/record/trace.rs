@@ -110,6 +110,8 @@ pub enum ProxyAction {
     GatewayTimeout,
     /// Passed on the stream bytes it had been holding (buffer mode).
     FlushBuffer,
+    /// Dropped a request's `Upgrade` header (`refuse_upgrade` mode).
+    DropUpgrade,
 }
 
 impl ProxyAction {
@@ -119,6 +121,7 @@ impl ProxyAction {
             ProxyAction::CloseIdle => "closed idle connection",
             ProxyAction::GatewayTimeout => "answered 504 (no answer in time)",
             ProxyAction::FlushBuffer => "flushed its buffer",
+            ProxyAction::DropUpgrade => "dropped the Upgrade header",
         }
     }
 }

@@ -446,6 +446,11 @@ pub enum ProxyMode {
     /// Hold a streamed response's bytes until `buffer_kib` have gathered or
     /// the response ends, as nginx does with `proxy_buffering on`.
     Buffer,
+    /// Forward like `forward`, but treat `Upgrade` as the hop-by-hop header
+    /// it is (RFC 9110 section 7.8) and drop it, as an nginx without
+    /// `proxy_set_header Upgrade $http_upgrade` or an old corporate proxy
+    /// does: no WebSocket handshake gets through.
+    RefuseUpgrade,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

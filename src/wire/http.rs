@@ -785,7 +785,10 @@ pub fn decode_response_start(buf: &[u8]) -> Result<Option<ResponseStart>, HttpEr
     let Some((head_len, response, framing)) = parse_response_head(buf)? else {
         return Ok(None);
     };
-    if (100..200).contains(&response.status) {
+    // 101 is the last HTTP on the connection, not an interim answer: the
+    // protocol it names (WebSocket) follows at once (RFC 9110 section
+    // 15.2.2).
+    if (100..200).contains(&response.status) && response.status != 101 {
         return Ok(Some(ResponseStart::Interim(head_len)));
     }
     Ok(Some(ResponseStart::Head {
@@ -837,8 +840,14 @@ pub fn decode_messages(bytes: &[u8], responses: bool) -> Vec<Decoded> {
         };
         match next {
             Ok(Some((message, used))) => {
+                // After `101 Switching Protocols` the bytes are another
+                // protocol's (RFC 9110 section 15.2.2): not HTTP to decode.
+                let switched = matches!(message, Decoded::Response { status: 101, .. });
                 out.push(message);
                 rest = &rest[used..];
+                if switched {
+                    break;
+                }
             }
             Ok(None) => {
                 out.push(Decoded::Incomplete { incomplete: true });
@@ -924,6 +933,23 @@ mod tests {
             ("POST", &b"abc"[..])
         );
         assert_eq!(&whole[used..], b"GET");
+    }
+
+    #[test]
+    fn switching_protocols_is_the_last_http_on_the_connection() {
+        let bytes = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi";
+        match decode_response_start(bytes).unwrap().unwrap() {
+            ResponseStart::Head {
+                response, head_len, ..
+            } => {
+                assert_eq!(response.status, 101);
+                assert_eq!(&bytes[head_len..], b"\x81\x02hi");
+            }
+            other => panic!("101 is not interim: {other:?}"),
+        }
+        // Decoding stops after it: the frame that follows is not HTTP.
+        let decoded = decode_messages(bytes, true);
+        assert_eq!(decoded.len(), 1, "{decoded:?}");
     }
 
     #[test]

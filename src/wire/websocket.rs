@@ -339,6 +339,25 @@ impl Frame {
     }
 }
 
+/// How many bytes the frame at the start of `buf` takes, header and
+/// payload, once all of them are there (`None` until then). Only the length
+/// bits are read: what a proxy needs to pass frames on whole, without
+/// judging them (that is the endpoints' job).
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    let first = *buf.get(1)?;
+    let mask = if first & 0x80 != 0 { 4 } else { 0 };
+    let (header, payload) = match first & 0x7F {
+        126 => (
+            4,
+            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as u64,
+        ),
+        127 => (10, u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)),
+        short => (2, short as u64),
+    };
+    let total = (header + mask) as u64 + payload;
+    (buf.len() as u64 >= total).then_some(total as usize)
+}
+
 /// XORs `data` with the key, `data[0]` being payload byte number `offset`
 /// (section 5.3). Masking and unmasking are the same operation.
 pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {

@@ -28,15 +28,30 @@
 //! change that: `forward` passes each block on at once; `buffer` holds them
 //! until `buffer_kib` have gathered or the stream ends, the way nginx buffers
 //! responses unless told `proxy_buffering off` (or `X-Accel-Buffering: no`).
+//!
+//! A WebSocket handshake is passed on with its `Upgrade: websocket` and
+//! `Connection: Upgrade`, as nginx does when configured for it
+//! (`proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection
+//! "upgrade"`); after the server's `101` the proxy becomes a tunnel, frames
+//! both ways, and `idle_timeout` is the time the *server* may stay silent
+//! (nginx: "the connection will be closed if the proxied server does not
+//! transmit any data within 60 seconds"): pings every `websocket.heartbeat`
+//! keep it open. `refuse_upgrade` mode is the proxy nobody configured:
+//! `Upgrade` is hop-by-hop, so it drops it, and the server sees a plain GET.
 
-use crate::record::trace::{Event, ProxyAction};
+use crate::record::trace::{Event, Kind, ProxyAction};
 use crate::scenario::{Proxy, ProxyMode, Span};
 use crate::wire::http::{Framing, Request, Response, strip_hop_by_hop};
-use crate::world::conn::{Attempt, Carried};
+use crate::wire::websocket;
+use crate::world::conn::{Attempt, Carried, Label};
 use crate::world::http_conn::StreamBody;
 use crate::world::network::{HostNet, SERVER_PORT, TcpConn, within};
 use std::future::Future;
+use std::time::Duration;
 use turmoil::net::TcpListener;
+
+/// Far enough in the future to mean "never" for a timer.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// What the proxy host runs with.
 #[derive(Clone)]
@@ -55,6 +70,8 @@ pub struct EventCounters {
     pub answer: fn(&Response) -> Option<Carried>,
     /// In one block of a stream.
     pub block: fn(&[u8]) -> Option<Carried>,
+    /// In one WebSocket frame from the server.
+    pub frame: fn(&[u8]) -> Option<Carried>,
 }
 
 pub async fn proxy(ctx: ProxyCtx) -> turmoil::Result {
@@ -105,7 +122,9 @@ async fn relay(ctx: ProxyCtx, mut downstream: TcpConn) {
         // What the client asked of *its* connection; `Connection` is
         // hop-by-hop and is not forwarded.
         let client_keeps_alive = request.keep_alive();
+        let upgrade = asks_for_websocket(&request);
         strip_hop_by_hop(&mut request.headers);
+        let upgrading = upgrade && pass_upgrade(&ctx, &downstream.name, &mut request.headers);
         request.headers.push(("Via".into(), "1.1 proxy".into()));
         let (mut answer, framing) = match forward(
             &ctx,
@@ -144,6 +163,11 @@ async fn relay(ctx: ProxyCtx, mut downstream: TcpConn) {
                 (Response::error(502, &why), Framing::Length(0))
             }
         };
+        if upgrading && answer.status == 101 {
+            // The server switched protocols: from here on, frames.
+            let up = upstream.take().expect("the 101 came from upstream");
+            return tunnel(&ctx, answer, up, downstream).await;
+        }
         if matches!(framing, Framing::Chunked | Framing::UntilClose) {
             // A stream (SSE): passed on as it comes, until it ends.
             let up = upstream.take().expect("a stream came from upstream");
@@ -222,7 +246,7 @@ async fn relay_stream(
             held.push(block);
         }
         let flush = match ctx.config.mode {
-            ProxyMode::Forward => true,
+            ProxyMode::Forward | ProxyMode::RefuseUpgrade => true,
             // nginx's convention: the response can ask not to be buffered.
             ProxyMode::Buffer if unbuffered => true,
             // The buffering trap: small events sit here until enough of
@@ -252,6 +276,110 @@ async fn relay_stream(
     }
 }
 // ANCHOR_END: relay
+
+/// Whether `request` is a WebSocket handshake (`Upgrade: websocket`).
+fn asks_for_websocket(request: &Request) -> bool {
+    request
+        .header("upgrade")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// Puts back the two hop-by-hop headers a WebSocket handshake needs, as a
+/// proxy configured for WebSocket does; `refuse_upgrade` leaves them
+/// dropped. Returns whether the upgrade goes on.
+fn pass_upgrade(ctx: &ProxyCtx, conn: &str, headers: &mut Vec<(String, String)>) -> bool {
+    if ctx.config.mode == ProxyMode::RefuseUpgrade {
+        ctx.net.trace.record(Event::Proxy {
+            conn: conn.to_string(),
+            action: ProxyAction::DropUpgrade,
+            reason:
+                "Upgrade is a hop-by-hop header; proxy.mode = refuse_upgrade does not pass it on"
+                    .into(),
+        });
+        return false;
+    }
+    headers.push(("Upgrade".into(), "websocket".into()));
+    headers.push(("Connection".into(), "Upgrade".into()));
+    true
+}
+
+/// A WebSocket after the server's `101`: the answer goes to the client
+/// as it came, then whole frames both ways until one side closes, or the
+/// server has been silent for `idle_timeout`.
+async fn tunnel(
+    ctx: &ProxyCtx,
+    switching: Response,
+    mut upstream: TcpConn,
+    mut downstream: TcpConn,
+) {
+    if let Err(e) = downstream.send_response(&switching, None).await {
+        upstream.fail("client gone");
+        return downstream.fail(&format!("write failed: {e}"));
+    }
+    let mut server_heard = tokio::time::Instant::now();
+    let server_silent_for = ctx.config.idle_timeout;
+    loop {
+        // Whole frames only: a frame is passed on once all of it is here.
+        if let Err(e) = pass_frames(&mut downstream, &mut upstream, |_| None).await {
+            downstream.fail("server gone");
+            return upstream.fail(&e);
+        }
+        if let Err(e) = pass_frames(&mut upstream, &mut downstream, ctx.count_events.frame).await {
+            upstream.fail("client gone");
+            return downstream.fail(&e);
+        }
+        let idle_at = server_heard + server_silent_for.map_or(NEVER, Span::to_std);
+        tokio::select! {
+            biased;
+            read = upstream.read_more() => match read {
+                Ok(true) => server_heard = tokio::time::Instant::now(),
+                // The server closed (after a closing handshake, it closes
+                // first): what is left goes on, then the client's side.
+                Ok(false) => {
+                    let _ = pass_frames(&mut upstream, &mut downstream, ctx.count_events.frame).await;
+                    upstream.close("server closed").await;
+                    return downstream.close("server closed").await;
+                }
+                Err(e) => {
+                    upstream.fail(&e.to_string());
+                    return downstream.close("upstream broke").await;
+                }
+            },
+            read = downstream.read_more() => match read {
+                Ok(true) => {}
+                Ok(false) => {
+                    let _ = pass_frames(&mut downstream, &mut upstream, |_| None).await;
+                    downstream.close("client closed").await;
+                    return upstream.close("client closed").await;
+                }
+                Err(e) => {
+                    downstream.fail(&e.to_string());
+                    return upstream.close("client broke").await;
+                }
+            },
+            _ = tokio::time::sleep_until(idle_at) => {
+                return close_idle(ctx, downstream, Some(upstream), "in a WebSocket").await;
+            }
+        }
+    }
+}
+
+/// Sends on `to` every whole frame buffered on `from`.
+async fn pass_frames(
+    from: &mut TcpConn,
+    to: &mut TcpConn,
+    count: fn(&[u8]) -> Option<Carried>,
+) -> Result<(), String> {
+    while let Some(len) = websocket::frame_len(from.buffered()) {
+        let frame = from.take(len);
+        from.record_received(Kind::Frame, "frame".into(), len);
+        let label = Label::new(Kind::Frame, "frame".into()).carrying(count(&frame));
+        to.send(&frame, label)
+            .await
+            .map_err(|e| format!("write failed: {e}"))?;
+    }
+    Ok(())
+}
 
 /// Passes on every held block, as far as the client takes them.
 async fn flush_all(ctx: &ProxyCtx, downstream: &mut TcpConn, held: &mut Vec<Vec<u8>>) {
