@@ -4,7 +4,7 @@
 //!     cargo test --test lessons websocket
 
 use crate::run;
-use pushpull::record::trace::{Event, Kind, Record};
+use pushpull::record::trace::{Event, Kind, ProxyAction, Record};
 use std::collections::HashMap;
 
 /// The room messages client `client` showed, in order.
@@ -240,9 +240,314 @@ fn every_member_sees_the_rooms_one_order_even_with_heavy_jitter() {
 }
 // ANCHOR_END: one_order
 
+/// Where each member's chat connection went, through the proxy: client
+/// number to server host (from the proxy's relay records).
+fn server_of_each_client(records: &[Record]) -> HashMap<u32, String> {
+    // A connection is named `client-1:49152>proxy:80`: its ends' hosts.
+    let host = |end: &str| end.rsplit_once(':').map_or(end, |(h, _)| h).to_string();
+    let mut servers = HashMap::new();
+    for r in records {
+        if let Event::Relay {
+            downstream,
+            upstream,
+        } = &r.event
+            && let (Some((client, _)), Some((_, server))) =
+                (downstream.split_once('>'), upstream.split_once('>'))
+            && let Some(n) = host(client).strip_prefix("client-")
+        {
+            servers.insert(n.parse().unwrap(), host(server));
+        }
+    }
+    servers
+}
+
+// ANCHOR: idle_proxy
+/// A proxy closes a WebSocket on which the server has said nothing for its
+/// idle timeout (nginx's `proxy_read_timeout`, 60 s; a cloud load
+/// balancer's idle timeout, 60 s). A quiet room (one message every 90 s,
+/// nobody posting) shows it: without heartbeats every member is cut off
+/// again and again; pings every 25 s keep every connection open; pings
+/// every 75 s come too late.
+#[test]
+fn the_proxys_idle_timeout_closes_a_quiet_websocket_unless_pings_come_sooner() {
+    let closed_idle = |heartbeat: &str| {
+        let heartbeat = format!("websocket.heartbeat={heartbeat}");
+        let outcome = run(
+            "websocket",
+            &[
+                "proxy.enabled=true",
+                "workload.sends=0",
+                r#"workload.events={every="90s",start="15s"}"#,
+                "websocket.heartbeat_timeout=200s",
+                &heartbeat,
+            ],
+        );
+        let closes = outcome
+            .records
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.event,
+                    Event::Proxy {
+                        action: ProxyAction::CloseIdle,
+                        ..
+                    }
+                )
+            })
+            .count();
+        (closes, outcome.report)
+    };
+    let (closes, report) = closed_idle("0");
+    assert!(closes >= 3, "every member cut at least once: {closes}");
+    // The resilient client reconnects and resumes: the damage is churn.
+    assert!(report.reconnects >= 3);
+    assert_eq!((report.lost, report.duplicated), (0, 0));
+    let (closes, report) = closed_idle("25s");
+    assert_eq!(closes, 0, "pings every 25 s keep the proxy from closing");
+    assert_eq!(report.connections_opened, 3);
+    let (closes, _) = closed_idle("75s");
+    assert!(
+        closes >= 3,
+        "pings every 75 s come after the 60 s: {closes}"
+    );
+}
+// ANCHOR_END: idle_proxy
+
+// ANCHOR: scale_out
+/// "Hard to scale horizontally": two servers behind the proxy (round
+/// robin). Without a broker each server sends its members only what it
+/// heard itself, so members on different servers never see each other's
+/// posts. With a broker between the servers (as Redis is used) everyone
+/// sees everything, one hop later: the scenario's messages, which reach a
+/// member in one transit from one server, take two through the broker.
+#[test]
+fn two_servers_split_the_room_until_a_broker_joins_them() {
+    let split = run("websocket", &["servers=2", "proxy.enabled=true"]);
+    let server_of = server_of_each_client(&split.records);
+    let mut used: Vec<&String> = server_of.values().collect();
+    used.sort();
+    used.dedup();
+    assert_eq!(used.len(), 2, "members on both servers: {server_of:?}");
+    assert!(split.report.lost > 0);
+    // Every post published after all members joined (5 s) reached only the
+    // members on its author's server.
+    let mut author = HashMap::new();
+    for r in &split.records {
+        if let Event::Publish {
+            event,
+            from: Some(from),
+            ..
+        } = r.event
+            && r.t_us > 5_000_000
+        {
+            author.insert(event, from);
+        }
+    }
+    let mut crossed = 0;
+    for r in &split.records {
+        if let Event::Deliver { client, event, .. } = r.event
+            && let Some(from) = author.get(&event)
+            && server_of[from] != server_of[&client]
+        {
+            crossed += 1;
+        }
+    }
+    assert!(!author.is_empty());
+    assert_eq!(
+        crossed, 0,
+        "no post crossed from one server's members to the other's"
+    );
+
+    let joined = run(
+        "websocket",
+        &["servers=2", "proxy.enabled=true", "broker=true"],
+    );
+    let r = &joined.report;
+    assert_eq!((r.lost, r.duplicated, r.out_of_order), (0, 0, 0));
+    // One hop later: the server's own messages, one transit without a
+    // broker (to the members of the server that published them), two with.
+    let (alone, _) = delays_by_origin(&split.records);
+    let (brokered, _) = delays_by_origin(&joined.records);
+    let extra = crate::mean(&brokered) - crate::mean(&alone);
+    assert!(
+        (35.0..=65.0).contains(&extra),
+        "the broker adds one transit (40-50 ms): {extra:.1} ms"
+    );
+}
+// ANCHOR_END: scale_out
+
+// ANCHOR: crash_any
+/// Any host can crash: one of the two servers, and the broker. The members
+/// of the crashed server reconnect through the proxy to the other one and
+/// resume; the servers subscribe to the restarted broker again from the
+/// last message they heard. Nothing lost, nothing doubled.
+#[test]
+fn a_server_or_the_broker_crashing_loses_nothing() {
+    let outcome = run(
+        "websocket",
+        &[
+            "servers=2",
+            "proxy.enabled=true",
+            "broker=true",
+            r#"faults=[{crash="server-2",at="60s",restart="70s"},{crash="broker",at="100s",restart="110s"}]"#,
+        ],
+    );
+    let r = &outcome.report;
+    assert!(r.reconnects >= 1, "server-2's members reconnected");
+    assert_eq!((r.lost, r.duplicated, r.out_of_order), (0, 0, 0));
+    assert_eq!((r.messages_up, r.posts_doubled), (r.posted, 0));
+}
+// ANCHOR_END: crash_any
+
+// ANCHOR: slow_reader
+/// Backpressure. Client-1's application takes 100 ms over each message
+/// while the room gets 50 messages a second of 512 bytes. TCP lets the
+/// server send no more than client-1 reads (the socket buffers fill), so
+/// the room's messages queue at the server for client-1; past
+/// `websocket.max_queued` (1000) the server drops it with close code 1008
+/// rather than let one slow member grow its memory without bound. The two
+/// other members see every message within one transit all along.
+#[test]
+fn a_slow_reader_is_dropped_with_1008_and_the_others_do_not_notice() {
+    let outcome = run(
+        "websocket",
+        &[
+            "duration=90s",
+            "workload.sends=0",
+            r#"workload.events={rate=50,start="5s"}"#,
+            "workload.payload_bytes=512",
+            "websocket.slow_readers=1",
+            "websocket.slow_read_pause=100ms",
+        ],
+    );
+    let dropped = outcome.records.iter().any(
+        |r| matches!(&r.event, Event::Error { client: 1, what } if what.contains("(1008 too slow")),
+    );
+    assert!(dropped, "client-1 was closed with 1008");
+    let published = outcome.report.published as usize;
+    for client in [2, 3] {
+        assert_eq!(shown(&outcome.records, client).len(), published);
+    }
+    let worst_other = outcome
+        .records
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Deliver {
+                client, latency_us, ..
+            } if client != 1 => Some(latency_us),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert!(
+        worst_other <= 50_000,
+        "one transit at most: {worst_other} us"
+    );
+    assert!(shown(&outcome.records, 1).len() < published / 2);
+}
+// ANCHOR_END: slow_reader
+
 /// The default run, as a snapshot: any change to it is a change to see.
 #[test]
 fn websocket_default_report() {
     let outcome = run("websocket", &[]);
     insta::assert_snapshot!(outcome.report.to_table());
 }
+
+// ANCHOR: chat_everywhere
+/// The same chat on every mechanism (`pushpull compare websocket`): the
+/// HTTP ones send each post as a `POST /messages` on a second connection
+/// (`src/mechanisms/chat.rs`) and bring it down as any event. Every post
+/// gets into the room once and reaches every member, on all four. What
+/// differs is the cost and the wait: a post costs a request and a response
+/// head where WebSocket pays a frame; it goes up as fast (one transit, once
+/// its connection is open), but short polling brings it down only at the
+/// next poll.
+#[test]
+fn the_same_chat_runs_on_every_mechanism_at_different_costs() {
+    let plan = pushpull::scenario::lessons::lesson("websocket", &[]);
+    let reports = pushpull::run::compare(&plan).unwrap_or_else(|e| panic!("{e}"));
+    let of = |mechanism: &str| {
+        reports
+            .iter()
+            .find(|r| r.mechanism == mechanism)
+            .unwrap_or_else(|| panic!("no {mechanism} run"))
+    };
+    for r in &reports {
+        let m = &r.mechanism;
+        assert!(r.posted > 0, "{m}: nobody posted");
+        assert_eq!((r.messages_up, r.posts_doubled), (r.posted, 0), "{m}");
+        assert_eq!((r.lost, r.duplicated), (0, 0), "{m}");
+        // Up, one transit (40 ms + up to 10 ms of jitter) for most posts.
+        let up = r.latency_up_ms.p50.unwrap();
+        assert!(
+            (40.0..=50.0).contains(&up),
+            "{m}: a post went up in {up} ms"
+        );
+    }
+    // Bytes up per post in the room (polls, pings and handshakes included).
+    let up_per_post = |m: &str| of(m).bytes_up as f64 / of(m).messages_up as f64;
+    for http in ["short_polling", "long_polling", "sse"] {
+        assert!(
+            up_per_post("websocket") < up_per_post(http),
+            "websocket {} B a post, {http} {} B",
+            up_per_post("websocket"),
+            up_per_post(http)
+        );
+    }
+    // Down: a post is up and down again in two transits over WebSocket, but
+    // waits for the next poll (every 5 s) under short polling.
+    let websocket = of("websocket").latency_ms.p50.unwrap();
+    let short_polling = of("short_polling").latency_ms.p50.unwrap();
+    assert!(websocket < 2.0 * 50.0, "websocket: {websocket} ms");
+    assert!(
+        short_polling > 10.0 * websocket,
+        "short polling {short_polling} ms, websocket {websocket} ms"
+    );
+}
+// ANCHOR_END: chat_everywhere
+
+// ANCHOR: post_once
+/// A post's number is an idempotency key. Client-1's first post reaches the
+/// server, then the network cuts client-1 off before the `204` gets back.
+/// Its poster gives up on the request, and sends the post again once the
+/// network is back; the server has it already, answers `204` all the same,
+/// and the room holds it once.
+#[test]
+fn a_post_sent_again_after_its_answer_was_lost_enters_the_room_once() {
+    for mechanism in ["short_polling", "long_polling", "sse"] {
+        let set = format!("mechanism={mechanism}");
+        let outcome = run(
+            "websocket",
+            &[&set, r#"faults=[{cut="client-1",from="9.43s",to="25s"}]"#],
+        );
+        let r = &outcome.report;
+        assert_eq!(
+            (r.messages_up, r.posts_doubled),
+            (r.posted, 0),
+            "{mechanism}"
+        );
+        assert_eq!(r.lost, 0, "{mechanism}");
+        // The server read more posts from client-1 than its user made.
+        let made = outcome
+            .records
+            .iter()
+            .filter(|rec| matches!(rec.event, Event::Post { client: 1, .. }))
+            .count();
+        let read = outcome
+            .records
+            .iter()
+            .filter(|rec| rec.host == "server")
+            .filter(|rec| match &rec.event {
+                Event::Recv {
+                    kind: Kind::Request,
+                    what,
+                    ..
+                } => what == "POST /messages?user=client-1",
+                _ => false,
+            })
+            .count();
+        assert!(read > made, "{mechanism}: {read} posts read, {made} made");
+    }
+}
+// ANCHOR_END: post_once

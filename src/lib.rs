@@ -27,6 +27,8 @@
 //! | 3 mechanisms | [`mechanisms::short_polling`] | short polling: server and client | "Short polling" |
 //! | | [`mechanisms::long_polling`] | long polling: server and client | "Long polling" |
 //! | | [`mechanisms::sse`] | Server-Sent Events: server and EventSource client | "Server-Sent Events" |
+//! | | [`mechanisms::websocket`] | WebSocket: the handshake, frames, the chat room and its clients | "WebSocket" |
+//! | | [`mechanisms::chat`] | the chat over HTTP: posts as `POST /messages`, for the three HTTP mechanisms | "WebSocket" |
 //! | 2 the simulated world | [`world::proxy`] | an HTTP proxy between clients and server: idle timeout, buffering | "Long polling", "Server-Sent Events" |
 //! | | [`world::context`] | what the server and each client run with | |
 //! | | [`world::http_conn`] | HTTP/1.1 messages over a traced connection | |

@@ -14,8 +14,9 @@
 //! hosts. Nothing here reads the wall clock, and every random choice comes from
 //! the scenario's seed, so one scenario gives one trace, byte for byte.
 //!
-//! Layout: one `server` host, an optional `proxy`, and the client hosts of
-//! the plan (`client-1` .. `client-H`, each running the clients the plan
+//! Layout: one `server` host (or `server-1` .. `server-N`), an optional
+//! `proxy`, an optional `broker` between the servers, and the client hosts
+//! of the plan (`client-1` .. `client-H`, each running the clients the plan
 //! gives it). Each host's role is the first thing the trace records.
 
 use crate::mechanisms;
@@ -23,6 +24,7 @@ use crate::record::report::{Metrics, Report};
 use crate::record::trace::{Event, NETWORK, Record, Role, Tracer};
 use crate::scenario::plan::derive_seed;
 use crate::scenario::{CutKind, FaultPlan, Plan, Span};
+use crate::world::broker::{BrokerCtx, Feed};
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::event_log::{EventLog, PostTimes, payload};
 use crate::world::network::{HostNet, Switchboard};
@@ -120,6 +122,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
             retransmit_timeout: net.tcp_retransmit_timeout,
             keepalive: net.tcp_keepalive,
             nat_idle_timeout: net.nat_idle_timeout,
+            window: (net.socket_buffer_kib > 0).then(|| net.socket_buffer_kib as usize * 1024),
         },
         net.bandwidth.0,
     );
@@ -142,35 +145,70 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
 
     let log = EventLog::default();
     let post_times = PostTimes::default();
-    let server_ctx = ServerCtx {
-        net: host_net("server", None),
-        log: log.clone(),
-        scenario: scenario.clone(),
-        post_times: post_times.clone(),
-    };
     let mechanism = scenario.mechanism;
-    declare("server", Role::Server, Vec::new());
-    // A closure, not a future: turmoil calls it again to restart the host
-    // after a crash. The event log is outside it, so it survives.
-    sim.host("server", move || {
-        mechanisms::server(mechanism, server_ctx.clone())
-    });
+    // With one server and no broker the server hears everything in the
+    // log; otherwise each server hears what it was told (its feed).
+    let scaled_out = plan.server_hosts.len() > 1 || scenario.broker;
+    let feeds: Vec<Option<Feed>> = plan
+        .server_hosts
+        .iter()
+        .map(|_| scaled_out.then(Feed::default))
+        .collect();
+    for (name, feed) in plan.server_hosts.iter().zip(&feeds) {
+        let server_ctx = ServerCtx {
+            net: host_net(name, None),
+            log: log.clone(),
+            scenario: scenario.clone(),
+            post_times: post_times.clone(),
+            name: name.clone(),
+            feed: feed.clone(),
+            broker: scenario.broker,
+        };
+        declare(name, Role::Server, Vec::new());
+        // A closure, not a future: turmoil calls it again to restart the
+        // host after a crash. The event log is outside it, so it survives.
+        sim.host(name.as_str(), move || {
+            mechanisms::server(mechanism, server_ctx.clone())
+        });
+    }
+    if scenario.broker {
+        let broker_ctx = BrokerCtx {
+            net: host_net("broker", None),
+            log: log.clone(),
+            post_times: post_times.clone(),
+            dedupe: scenario.websocket.resume,
+        };
+        declare("broker", Role::Broker, Vec::new());
+        sim.host("broker", move || {
+            crate::world::broker::broker(broker_ctx.clone())
+        });
+    }
 
-    // With a proxy, clients talk to it and it talks to the server; faults
+    // With a proxy, clients talk to it and it talks to the servers; faults
     // that cut a client cut it from the proxy, the host it really reaches.
-    let upstream = if scenario.proxy.enabled {
+    let proxied = scenario.proxy.enabled;
+    if proxied {
         let proxy_ctx = ProxyCtx {
             net: host_net("proxy", None),
             config: scenario.proxy.clone(),
             count_events: mechanisms::event_counters(mechanism),
+            upstreams: plan.server_hosts.clone(),
+            next_upstream: Default::default(),
         };
         declare("proxy", Role::Proxy, Vec::new());
         sim.host("proxy", move || {
             crate::world::proxy::proxy(proxy_ctx.clone())
         });
-        "proxy"
-    } else {
-        "server"
+    }
+    // Without a proxy, clients are spread over the servers as DNS round
+    // robin would: client k on server ((k-1) mod N) + 1.
+    let server_hosts = plan.server_hosts.clone();
+    let upstream_of = move |id: u32| -> String {
+        if proxied {
+            "proxy".into()
+        } else {
+            server_hosts[(id as usize - 1) % server_hosts.len()].clone()
+        }
     };
 
     for host in &plan.client_hosts {
@@ -180,6 +218,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         let scenario = scenario.clone();
         let publications = log.publications();
         let post_times = post_times.clone();
+        let upstream_of = upstream_of.clone();
         sim.host(host.name.as_str(), move || {
             let ctxs: Vec<ClientCtx> = ids
                 .iter()
@@ -198,7 +237,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                         id,
                         net: hn.clone(),
                         scenario: scenario.clone(),
-                        upstream: upstream.to_string(),
+                        upstream: upstream_of(id),
                         join_after: Duration::from_micros(join),
                         rng: RefCell::new(rng),
                         publications: publications.clone(),
@@ -217,9 +256,12 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
     }
 
     // Every host, for cuts to hold their links to all the others.
-    let mut all_hosts: Vec<&str> = vec!["server"];
+    let mut all_hosts: Vec<&str> = plan.server_hosts.iter().map(String::as_str).collect();
     if scenario.proxy.enabled {
         all_hosts.push("proxy");
+    }
+    if scenario.broker {
+        all_hosts.push("broker");
     }
     all_hosts.extend(plan.client_hosts.iter().map(|h| h.name.as_str()));
 
@@ -262,9 +304,21 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                 Action::Publish => {
                     let id = log.last_id() + 1;
                     log.append(payload(id, scenario.workload.payload_bytes), t);
+                    // The scenario's events happen at the first server (the
+                    // broker, when there is one, tells the others).
+                    let at = if scenario.broker {
+                        "broker"
+                    } else {
+                        plan.server_hosts[0].as_str()
+                    };
+                    if !scenario.broker
+                        && let Some(Some(feed)) = feeds.first()
+                    {
+                        feed.hear(id);
+                    }
                     tracer.at(
                         t,
-                        "server",
+                        at,
                         Event::Publish {
                             event: id,
                             from: None,

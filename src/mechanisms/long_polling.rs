@@ -28,6 +28,7 @@
 //! wait for the client's next request: response, request, response, three
 //! transits, the worst case.
 
+use crate::mechanisms::chat::{self, Chat, Served};
 use crate::mechanisms::short_polling::{
     MAX_EVENTS_PER_ANSWER, Poll, PollError, batch_answer, cursor_of, deliver_new, poll_once,
 };
@@ -47,11 +48,16 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
     loop {
         let conn = ctx.net.accept(&listener).await?;
         let hold = ctx.scenario.long_polling.hold.to_std();
-        tokio::task::spawn_local(serve_connection(conn, ctx.log.clone(), hold));
+        tokio::task::spawn_local(serve_connection(
+            conn,
+            ctx.log.clone(),
+            Chat::of(&ctx),
+            hold,
+        ));
     }
 }
 
-async fn serve_connection(mut conn: TcpConn, log: EventLog, hold: Duration) {
+async fn serve_connection(mut conn: TcpConn, log: EventLog, chat: Chat, hold: Duration) {
     loop {
         // Between requests a long-polling client is never idle for long (it
         // re-requests at once), so a quiet connection is a vanished client.
@@ -61,6 +67,13 @@ async fn serve_connection(mut conn: TcpConn, log: EventLog, hold: Duration) {
             Ok(Ok(Some(request))) => request,
             Ok(Err(e)) => return conn.reject(&e).await,
         };
+        // A post to the chat (chat.rs) is answered at once, never held.
+        match chat.serve(&mut conn, &request).await {
+            None => {}
+            Some(Served::Open) => continue,
+            Some(Served::Close) => return conn.close("done").await,
+            Some(Served::Broken(why)) => return conn.fail(&why),
+        }
         let after = match cursor_of(&request) {
             Ok(after) => after,
             Err(response) => {
@@ -110,6 +123,8 @@ async fn serve_connection(mut conn: TcpConn, log: EventLog, hold: Duration) {
 /// One client: ask, wait as long as the server holds the request, hand new
 /// events to the application, ask again at once.
 pub async fn client(ctx: ClientCtx) {
+    // The user's chat posts, if any, go up beside the polls (chat.rs).
+    let ctx = chat::start_posting(ctx);
     let params = &ctx.scenario.long_polling;
     // As in short polling, the cursor is what makes the client safe: events
     // published while it was between two requests are simply "after" it, and

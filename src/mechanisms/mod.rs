@@ -1,7 +1,9 @@
-//! The mechanisms, one file each, server and client side by side. This is
-//! the one place that matches on [`Mechanism`]: the run asks here which
-//! software each host runs.
+//! The mechanisms, one file each, server and client side by side, and the
+//! chat's HTTP side ([`chat`]: posts up as `POST /messages`), which the
+//! three HTTP mechanisms share. This is the one place that matches on
+//! [`Mechanism`]: the run asks here which software each host runs.
 
+pub mod chat;
 pub mod long_polling;
 pub mod short_polling;
 pub mod sse;

@@ -27,6 +27,7 @@
 //! here: a cursor so no event is missed or repeated, a timeout on every
 //! request, and exponential backoff so a server that is down is not hammered.
 
+use crate::mechanisms::chat::{self, Chat};
 use crate::wire::http::{Request, Response};
 use crate::world::conn::{Attempt, Carried};
 use crate::world::context::{ClientCtx, ServerCtx};
@@ -68,14 +69,16 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
         tokio::task::spawn_local(serve_connection(
             conn,
             ctx.log.clone(),
+            Chat::of(&ctx),
             ctx.scenario.short_polling.server_idle_timeout.to_std(),
         ));
     }
 }
 
-/// Answers the polls that arrive on one connection, until the client closes
-/// it, goes quiet for `idle_timeout`, or sends something that is not HTTP.
-async fn serve_connection(mut conn: TcpConn, log: EventLog, idle_timeout: Duration) {
+/// Answers the polls (and the chat's posts) that arrive on one connection,
+/// until the client closes it, goes quiet for `idle_timeout`, or sends
+/// something that is not HTTP.
+async fn serve_connection(mut conn: TcpConn, log: EventLog, chat: Chat, idle_timeout: Duration) {
     loop {
         let request = match timeout(idle_timeout, conn.read_request()).await {
             // Servers close idle keep-alive connections so that clients that
@@ -86,8 +89,11 @@ async fn serve_connection(mut conn: TcpConn, log: EventLog, idle_timeout: Durati
             // The peer's bytes were not HTTP: say so (400, 431...), hang up.
             Ok(Err(e)) => return conn.reject(&e).await,
         };
-        let (response, events) = answer_poll(&request, &log);
-        let keep_open = request.keep_alive() && response.status == 200;
+        let (response, events) = match chat.answer(&request) {
+            Some(answer) => (answer, None), // a post to the chat (chat.rs)
+            None => answer_poll(&request, &log),
+        };
+        let keep_open = request.keep_alive() && matches!(response.status, 200 | 204);
         if let Err(e) = conn.send_response(&response, events).await {
             return conn.fail(&format!("write failed: {e}"));
         }
@@ -156,6 +162,8 @@ fn carried_by(batch: &Batch) -> Carried {
 // ANCHOR: client
 /// One client: poll, hand new events to the application, wait, repeat.
 pub async fn client(ctx: ClientCtx) {
+    // The user's chat posts, if any, go up beside the polls (chat.rs).
+    let ctx = chat::start_posting(ctx);
     let params = &ctx.scenario.short_polling;
     // The id of the last event this client has. It is the whole of the
     // client's state that matters: with it, no outage can lose an event and no

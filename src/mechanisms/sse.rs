@@ -32,6 +32,7 @@
 //! connection model around it: when to reconnect, with what, and when to give
 //! up for good.
 
+use crate::mechanisms::chat::{self, Chat, Served};
 use crate::scenario::{Span, SseRefusal};
 use crate::wire::event_stream::{Output, Parser};
 use crate::wire::http::{Framing, Request, Response};
@@ -60,14 +61,18 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
 
 // ANCHOR: server
 /// One event as a block: `id`, `event`, and the payload as `data` lines of at
-/// most 40 bytes (so long payloads show the multi-line form).
+/// most 40 bytes (so long payloads show the multi-line form). A JSON
+/// payload (a chat message) goes whole on one line: the client joins
+/// `data` lines with newlines, which would land inside its strings.
 pub fn event_block(event: &AppEvent) -> Vec<u8> {
     let mut block = format!("id: {}\nevent: {UPDATE}\n", event.id);
     let bytes = event.data.as_bytes();
+    let json = bytes.starts_with(b"{");
+    let width = if json { bytes.len() } else { 40 };
     // At least one `data` line, even for an empty payload: a block without
     // one dispatches nothing (its id would still count, and the event would
     // be skipped for good).
-    for line in bytes.chunks(40).chain(bytes.is_empty().then_some(bytes)) {
+    for line in bytes.chunks(width).chain(bytes.is_empty().then_some(bytes)) {
         block.push_str("data: ");
         block.push_str(&String::from_utf8_lossy(line));
         block.push('\n');
@@ -78,10 +83,21 @@ pub fn event_block(event: &AppEvent) -> Vec<u8> {
 
 async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
     let params = &ctx.scenario.sse;
-    let request = match conn.read_request().await {
-        Ok(Some(request)) => request,
-        Ok(None) => return conn.close("client closed").await,
-        Err(e) => return conn.reject(&e).await,
+    let chat = Chat::of(&ctx);
+    let request = loop {
+        let request = match conn.read_request().await {
+            Ok(Some(request)) => request,
+            Ok(None) => return conn.close("client closed").await,
+            Err(e) => return conn.reject(&e).await,
+        };
+        // Posts to the chat (chat.rs) come on a kept-alive connection of
+        // their own: answer each, read the next request.
+        match chat.serve(&mut conn, &request).await {
+            None => break request,
+            Some(Served::Open) => {}
+            Some(Served::Close) => return conn.close("done").await,
+            Some(Served::Broken(why)) => return conn.fail(&why),
+        }
     };
     if let Some(refusal) = check_request(&request, &ctx) {
         let _ = conn.send_response(&refusal, None).await;
@@ -246,6 +262,8 @@ impl EventSource {
 /// An EventSource: connect, stream, and on any end but a fatal one, wait the
 /// reconnection time and connect again, resuming from the last event id.
 pub async fn client(ctx: ClientCtx) {
+    // The user's chat posts, if any, go up as POSTs (chat.rs).
+    let ctx = chat::start_posting(ctx);
     let mut source = EventSource::open("/stream".into(), &ctx, 0);
     // Failures for good in a row, for the page's own backoff, and the last
     // event id the page has seen (a new EventSource starts without one).

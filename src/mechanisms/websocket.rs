@@ -40,9 +40,10 @@ use crate::record::trace::{Event, HostTrace, Kind};
 use crate::scenario::{Reconnect, ReconnectSchedule, Span, WsClient};
 use crate::wire::http::{Request, Response, parse_response_head};
 use crate::wire::websocket::{self, Frame, Incoming, Message, Opcode, Reader, Sender, close_code};
+use crate::world::broker::{BrokerLink, Feed, Publish};
 use crate::world::conn::{Attempt, Carried, Conn, Label};
 use crate::world::context::{ClientCtx, ServerCtx};
-use crate::world::event_log::{EventLog, PostTimes};
+use crate::world::event_log::{AppEvent, EventLog, PostTimes};
 use crate::world::network::SERVER_PORT;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -101,6 +102,13 @@ pub struct Room {
     notices: Rc<RefCell<Vec<Notice>>>,
     trace: HostTrace,
     pub settings: Settings,
+    /// With several servers: the messages this server heard (its own
+    /// members' posts, and with a broker everyone's), the only ones its
+    /// members are sent live. `None`: the one server hears everything.
+    feed: Option<Feed>,
+    /// With a broker: where this server's members' posts go, to be
+    /// numbered there and come back to every server.
+    link: Option<BrokerLink>,
 }
 
 /// The server's side of the scenario's `[websocket]`.
@@ -110,6 +118,8 @@ pub struct Settings {
     pub heartbeat_timeout: Option<Span>,
     pub history: u64,
     pub max_message: usize,
+    /// Messages queued for one member past which it is dropped (1008).
+    pub max_queued: u64,
     /// Drop posts sent twice (on with `resume`).
     pub dedupe: bool,
     /// The `Origin`s whose pages may open `/chat` (empty: any). A browser
@@ -131,6 +141,7 @@ impl Settings {
             heartbeat_timeout: ws.heartbeat_timeout,
             history: ws.history as u64,
             max_message: ws.max_message as usize,
+            max_queued: ws.max_queued as u64,
             dedupe: ws.resume,
             chat_origins: Vec::new(),
             pages: None,
@@ -147,12 +158,42 @@ impl Room {
             notices: Default::default(),
             trace,
             settings,
+            feed: None,
+            link: None,
         }
+    }
+
+    /// One server of several: its members are sent live only what `feed`
+    /// heard; with a `link`, posts go through the broker.
+    pub fn scaled_out(mut self, feed: Feed, link: Option<BrokerLink>) -> Room {
+        self.feed = Some(feed);
+        self.link = link;
+        self
     }
 
     /// A post arrives: it becomes the room's next message, unless it is a
     /// resend of one already in.
     fn post(&self, user: &str, client: Option<u32>, post: Post) {
+        let stored = |seq| {
+            let message = RoomMessage {
+                seq,
+                from: user.to_string(),
+                id: Some(post.id),
+                text: post.text.clone(),
+            };
+            serde_json::to_string(&message).unwrap()
+        };
+        if let Some(link) = &self.link {
+            // The broker numbers it (and drops a resend); it comes back
+            // to this server with everyone else's, in the broker's order.
+            link.publish(Publish {
+                user: user.to_string(),
+                client,
+                post: post.id,
+                data: stored(0),
+            });
+            return;
+        }
         if self.settings.dedupe {
             let mut up_to = self.posted_up_to.borrow_mut();
             let highest = up_to.entry(user.to_string()).or_default();
@@ -165,15 +206,10 @@ impl Room {
         let posted = client
             .and_then(|c| self.post_times.of(c, post.id))
             .unwrap_or(now);
-        let id = self.log.last_id() + 1;
-        let message = RoomMessage {
-            seq: id,
-            from: user.to_string(),
-            id: Some(post.id),
-            text: post.text,
-        };
-        self.log
-            .append(serde_json::to_string(&message).unwrap(), posted);
+        let id = self.log.append(stored(self.log.last_id() + 1), posted);
+        if let Some(feed) = &self.feed {
+            feed.hear(id);
+        }
         self.trace.record(Event::Publish {
             event: id,
             from: client,
@@ -181,19 +217,52 @@ impl Room {
         });
     }
 
-    /// Room message `seq` as its frame's text. Messages the server itself
-    /// published (the scenario's events) are stored as bare text.
+    /// Room message `seq` as its frame's text, numbered by its place in
+    /// the log. Messages the server itself published (the scenario's
+    /// events) are stored as bare text.
     fn message_text(&self, seq: u64, data: String) -> String {
-        if data.starts_with('{') {
-            return data;
-        }
-        let message = RoomMessage {
-            seq,
-            from: "server".into(),
-            id: None,
-            text: data,
+        let message = match serde_json::from_str::<RoomMessage>(&data) {
+            Ok(stored) => RoomMessage { seq, ..stored },
+            Err(_) => RoomMessage {
+                seq,
+                from: "server".into(),
+                id: None,
+                text: data,
+            },
         };
         serde_json::to_string(&message).unwrap()
+    }
+
+    /// The next messages for a member whose view is at `cursor`, who
+    /// joined when the log ended at `joined_at`, and has been sent the
+    /// feed up to `feed_pos`. The history is the log's (a store every
+    /// server reads); what came after the join, only what this server
+    /// heard.
+    fn next_for(&self, cursor: u64, joined_at: u64, feed_pos: &mut usize) -> Vec<AppEvent> {
+        let Some(feed) = &self.feed else {
+            return self.log.after(cursor, 100);
+        };
+        if cursor < joined_at {
+            let mut replay = self.log.after(cursor, 100);
+            replay.retain(|m| m.id <= joined_at);
+            return replay;
+        }
+        let heard = feed.from(*feed_pos);
+        let heard = &heard[..heard.len().min(100)];
+        *feed_pos += heard.len();
+        heard
+            .iter()
+            .filter(|&&id| id > cursor)
+            .flat_map(|&id| self.log.after(id - 1, 1))
+            .collect()
+    }
+
+    /// How many messages wait to be sent to that member.
+    fn backlog(&self, cursor: u64, joined_at: u64, feed_pos: usize) -> u64 {
+        match &self.feed {
+            None => self.log.last_id() - cursor.max(joined_at),
+            Some(feed) => feed.len().saturating_sub(feed_pos) as u64,
+        }
     }
 
     fn notify(&self, notice: Notice) {
@@ -215,12 +284,22 @@ fn deadline(from: Instant, after: Option<Span>) -> Instant {
 
 pub async fn server(ctx: ServerCtx) -> turmoil::Result {
     let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
-    let room = Room::new(
+    let mut room = Room::new(
         ctx.log.clone(),
         ctx.post_times.clone(),
         ctx.net.trace.clone(),
         Settings::of(&ctx.scenario.websocket),
     );
+    if let Some(feed) = &ctx.feed {
+        let link = ctx.broker.then(BrokerLink::default);
+        if let Some(link) = &link {
+            let run = link
+                .clone()
+                .run(ctx.net.clone(), feed.clone(), ctx.log.clone());
+            tokio::task::spawn_local(run);
+        }
+        room = room.scaled_out(feed.clone(), link);
+    }
     loop {
         let conn = ctx.net.accept(&listener).await?;
         tokio::task::spawn_local(serve_connection(conn, room.clone()));
@@ -322,6 +401,10 @@ async fn chat<S: AsyncRead + AsyncWrite + Unpin + 'static>(
         }
         cursor = oldest_kept - 1;
     }
+    // The replay is owed; what arrives from now on is what a slow reader
+    // can fall behind on.
+    let joined_at = last;
+    let mut feed_pos = room.feed.as_ref().map_or(0, Feed::len);
     let mut notices_seen = room.notices.borrow().len();
     room.notify(Notice::Joined { who: user.clone() });
     let ending = 'session: loop {
@@ -360,9 +443,16 @@ async fn chat<S: AsyncRead + AsyncWrite + Unpin + 'static>(
         }
         // What the room said since this member last heard, in the room's
         // order: the same order for every member.
-        let messages = room.log.after(cursor, 100);
+        let messages = room.next_for(cursor, joined_at, &mut feed_pos);
         if !messages.is_empty() {
             for message in messages {
+                // Backpressure: TCP takes no more than the member reads, so
+                // the rest waits here. Past `max_queued` the member is
+                // dropped rather than let grow the server's memory.
+                let queued = room.backlog(cursor, joined_at, feed_pos);
+                if queued > settings.max_queued {
+                    break 'session End::TooSlow(queued);
+                }
                 let text = room.message_text(message.id, message.data);
                 let what = format!("message {}", message.id);
                 let carried = Some(Carried::from(Some(message.id), 1));
@@ -446,6 +536,8 @@ pub enum End {
     Violation(websocket::Violation),
     /// Nothing heard for the heartbeat timeout.
     Silent,
+    /// The member reads too slowly: this many messages were queued for it.
+    TooSlow(u64),
 }
 
 impl End {
@@ -465,6 +557,9 @@ impl End {
                 v.close_code, v.why
             ),
             End::Silent => "heartbeat timeout: nothing heard from the peer".into(),
+            End::TooSlow(queued) => format!(
+                "too slow: {queued} messages queued, past websocket.max_queued; closing with 1008"
+            ),
         }
     }
 }
@@ -541,8 +636,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
     /// Every whole frame read so far, each recorded; what they mean (the
     /// fragments of an unfinished message mean nothing yet).
     pub fn take_frames(&mut self) -> Result<Vec<Incoming>, End> {
+        self.take_frames_up_to(usize::MAX)
+    }
+
+    /// As [`Socket::take_frames`], stopping once `limit` frames have meant
+    /// something (a slow application takes one at a time).
+    pub fn take_frames_up_to(&mut self, limit: usize) -> Result<Vec<Incoming>, End> {
         let mut out = Vec::new();
-        loop {
+        while out.len() < limit {
             match self.reader.next(self.conn.buffered()) {
                 Ok(Some((frame, used, incoming))) => {
                     self.conn.take(used);
@@ -554,6 +655,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
                 Err(violation) => return Err(End::Violation(violation)),
             }
         }
+        Ok(out)
     }
 
     /// Sends one frame (masked if we are a client). A send that TCP cannot
@@ -659,6 +761,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
             End::Dropped => self.conn.close("peer closed without a close frame").await,
             End::Broken(why) => self.conn.fail(&why),
             End::Silent => self.conn.close("heartbeat timeout").await,
+            End::TooSlow(queued) => {
+                // The close frame waits behind what TCP already holds: the
+                // member reads its backlog, then learns why.
+                if !self.close_sent {
+                    self.close_sent = true;
+                    let reason = format!("too slow: {queued} messages queued");
+                    let code = close_code::POLICY_VIOLATION;
+                    let _ = self
+                        .send(Frame::close(code, &reason), format!("close {code}"), None)
+                        .await;
+                }
+                self.conn.close("dropped a slow reader").await
+            }
         }
     }
 
@@ -889,6 +1004,13 @@ async fn session(
     let keep_until_acked = resilient && ws.resume;
     let me = format!("client-{}", ctx.id);
     let heartbeat = if resilient { ws.heartbeat } else { None };
+    // A slow reader's application takes one message at a time and is busy
+    // with it for a while; meanwhile what the server sends waits in the
+    // socket buffers, and then at the server. (A browser reads its sockets
+    // on its network thread whatever the page does, so there a slow page
+    // grows the browser's memory instead; this is a program's client, or a
+    // page on a link slower than the stream.)
+    let slow = ctx.id <= ws.slow_readers;
     // Posts already written on this connection (a new one sends again all
     // that are still waiting for their acknowledgment).
     let mut sent_up_to = 0;
@@ -896,10 +1018,11 @@ async fn session(
         let added = outbox.added.notified();
         tokio::pin!(added);
         added.as_mut().enable();
-        let frames = match socket.take_frames() {
+        let frames = match socket.take_frames_up_to(if slow { 1 } else { usize::MAX }) {
             Ok(frames) => frames,
             Err(end) => break end,
         };
+        let busy = slow && !frames.is_empty();
         for incoming in frames {
             match incoming {
                 Incoming::Message(Message::Text(text)) => {
@@ -948,6 +1071,11 @@ async fn session(
                 // be dead is lost.
                 outbox.posts.borrow_mut().retain(|p| p.id > post.id);
             }
+        }
+        if busy {
+            // Busy with that message: the socket is not read meanwhile.
+            sleep(ws.slow_read_pause.to_std()).await;
+            continue;
         }
         let (ping_at, silent_at) = (socket.next_ping(heartbeat), socket.silent_at());
         tokio::select! {

@@ -28,7 +28,13 @@ pub struct Metrics {
     /// client and post number: a post let in twice counts once more).
     posted: u64,
     posts_in: HashSet<(u32, u64)>,
+    /// Clients that switched transport, and to which (the last switch).
+    switched_to: BTreeMap<u32, String>,
     posts_doubled: u64,
+    /// When each post not yet in the room was made, by (client, number),
+    /// and how long each that got in took to reach the server.
+    posted_at: HashMap<(u32, u64), u64>,
+    latencies_up_us: Vec<u64>,
     requests: u64,
     empty_responses: u64,
     bytes_up: u64,
@@ -98,13 +104,23 @@ impl Observer for Metrics {
             }
             Event::Publish { from, message, .. } => {
                 self.published += 1;
-                if let (Some(client), Some(message)) = (from, message)
-                    && !self.posts_in.insert((*client, *message))
-                {
-                    self.posts_doubled += 1;
+                if let (Some(client), Some(message)) = (from, message) {
+                    if !self.posts_in.insert((*client, *message)) {
+                        self.posts_doubled += 1;
+                    } else if let Some(t) = self.posted_at.remove(&(*client, *message)) {
+                        self.latencies_up_us.push(r.t_us.saturating_sub(t));
+                    }
                 }
             }
-            Event::Post { .. } => self.posted += 1,
+            Event::Post { client, message } => {
+                self.posted += 1;
+                self.posted_at.insert((*client, *message), r.t_us);
+            }
+            Event::Transport {
+                client, transport, ..
+            } => {
+                self.switched_to.insert(*client, transport.clone());
+            }
             Event::Deliver {
                 client,
                 event,
@@ -300,6 +316,8 @@ impl Metrics {
     pub fn into_report(mut self, scenario: &Scenario, trace_hash: String) -> Report {
         self.latencies_us.sort_unstable();
         let latency_ms = LatencyMs::from_sorted_micros(&self.latencies_us);
+        self.latencies_up_us.sort_unstable();
+        let latency_up_ms = LatencyMs::from_sorted_micros(&self.latencies_up_us);
         let expected = self.published * self.clients as u64;
         let (in_flight_at_end, held_by_proxy_at_end) = self.undelivered_at_end();
         Report {
@@ -320,8 +338,25 @@ impl Metrics {
             latency_ms,
             posted: self.posted,
             messages_up: self.posts_in.len() as u64,
+            latency_up_ms,
             posts_doubled: self.posts_doubled,
             messages_down: self.delivered,
+            transports: {
+                // Every client ends on the scenario's mechanism unless it
+                // switched.
+                let mut counts = BTreeMap::new();
+                let switched = self.switched_to.len() as u64;
+                for transport in self.switched_to.values() {
+                    *counts.entry(transport.clone()).or_insert(0) += 1;
+                }
+                let stayed = (self.clients as u64).saturating_sub(switched);
+                if stayed > 0 {
+                    *counts
+                        .entry(scenario.mechanism.name().to_string())
+                        .or_insert(0) += stayed;
+                }
+                counts
+            },
             requests: self.requests,
             empty_responses: self.empty_responses,
             bytes_up: self.bytes_up,
@@ -397,11 +432,17 @@ pub struct Report {
     pub posted: u64,
     /// Posts that reached the room (each counted once).
     pub messages_up: u64,
+    /// From a user's post to its first arrival in the room at the server,
+    /// in milliseconds; `null` when nobody posted.
+    pub latency_up_ms: LatencyMs,
     /// Posts let into the room a second time (a resend nobody dropped).
     pub posts_doubled: u64,
     /// Messages handed to clients' applications (the same as `delivered`:
     /// every event or room message, counted once per client).
     pub messages_down: u64,
+    /// How many clients ended the run on each transport: the scenario's
+    /// mechanism, or the one a client fell back to.
+    pub transports: BTreeMap<String, u64>,
     /// HTTP requests sent by clients (retries included).
     pub requests: u64,
     /// Responses that reached a client carrying no event.
@@ -476,7 +517,23 @@ impl Report {
                     self.messages_up.to_string()
                 }
             }),
+            ("latency_up p50/p99", {
+                let (p50, p99) = (self.latency_up_ms.p50, self.latency_up_ms.p99);
+                if p50.is_some() {
+                    format!("{} / {}", ms(p50), ms(p99))
+                } else {
+                    "-".to_string()
+                }
+            }),
             ("messages_down", self.messages_down.to_string()),
+            (
+                "transports",
+                self.transports
+                    .iter()
+                    .map(|(t, n)| format!("{t} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
             ("requests", self.requests.to_string()),
             ("empty_responses", {
                 let pct = if self.requests > 0 {
@@ -512,8 +569,13 @@ impl Report {
 }
 
 /// Several reports side by side, one row per mechanism (`pushpull compare`).
+/// When users posted (`workload.sends`), the chat's columns follow: posts
+/// in the room of those made, latency up (post to server), and bytes per
+/// message each way (all bytes up per post in, all bytes down per message
+/// delivered).
 pub fn comparison_table(reports: &[Report]) -> String {
-    let header = [
+    let chat = reports.iter().any(|r| r.posted > 0);
+    let mut header = vec![
         "mechanism",
         "requests",
         "empty",
@@ -526,11 +588,27 @@ pub fn comparison_table(reports: &[Report]) -> String {
         "lost",
         "dup",
     ];
+    if chat {
+        header.extend([
+            "posts up",
+            "up p50 ms",
+            "up p99 ms",
+            "B/post up",
+            "B/msg down",
+        ]);
+    }
     let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+    let per = |bytes: u64, n: u64| {
+        if n == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}", bytes as f64 / n as f64)
+        }
+    };
     let rows: Vec<Vec<String>> = reports
         .iter()
         .map(|r| {
-            vec![
+            let mut row = vec![
                 r.mechanism.clone(),
                 r.requests.to_string(),
                 r.empty_responses.to_string(),
@@ -542,7 +620,17 @@ pub fn comparison_table(reports: &[Report]) -> String {
                 r.peak_connections.to_string(),
                 r.lost.to_string(),
                 r.duplicated.to_string(),
-            ]
+            ];
+            if chat {
+                row.extend([
+                    format!("{}/{}", r.messages_up, r.posted),
+                    f(r.latency_up_ms.p50),
+                    f(r.latency_up_ms.p99),
+                    per(r.bytes_up, r.messages_up),
+                    per(r.bytes_down, r.messages_down),
+                ]);
+            }
+            row
         })
         .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

@@ -50,6 +50,8 @@ pub enum Role {
     Proxy,
     /// Runs the server and publishes the events.
     Server,
+    /// Passes messages between servers (publish/subscribe, as Redis is used).
+    Broker,
 }
 
 /// Which way a message travels on a connection: `up` from the side that opened
@@ -86,6 +88,8 @@ pub enum Kind {
     StreamEnd,
     /// A WebSocket frame (after the handshake, a request and its `101`).
     Frame,
+    /// A line between a server and the pub/sub broker.
+    Broker,
 }
 
 /// How this end of a connection ended it.
@@ -249,6 +253,14 @@ pub enum Event {
     },
     /// Client `client`'s user posted its chat message number `message`.
     Post { client: u32, message: u64 },
+    /// Client `client` switched to another transport (a WebSocket client
+    /// falling back to long polling when its handshake cannot get through),
+    /// and why.
+    Transport {
+        client: u32,
+        transport: String,
+        why: String,
+    },
     /// Client `client` handed event `event` to its application, `latency_us`
     /// after it was published.
     Deliver {

@@ -44,12 +44,6 @@ impl Scenario {
         self.long_polling.check(warnings)?;
         self.sse.check(warnings)?;
         self.websocket.check(warnings)?;
-        if self.workload.sends.is_some() && self.mechanism != super::Mechanism::Websocket {
-            warnings.push(format!(
-                "workload.sends: only the websocket chat posts messages so far; {} ignores it",
-                self.mechanism.name()
-            ));
-        }
         self.proxy.check()
     }
 }
@@ -81,6 +75,12 @@ impl Network {
             "network.tcp_retransmit_timeout",
             self.tcp_retransmit_timeout,
         )?;
+        if self.socket_buffer_kib > 1 << 20 {
+            return Err(err(
+                "network.socket_buffer_kib",
+                "must be at most 1048576 (1 GiB); 0 means no limit",
+            ));
+        }
         Ok(())
     }
 }
@@ -195,6 +195,10 @@ impl super::WebSocket {
                 "must be between 125 bytes and 64 MiB",
             ));
         }
+        if self.max_queued == 0 {
+            return Err(err("websocket.max_queued", "must be at least 1 message"));
+        }
+        at_least_1ms("websocket.slow_read_pause", self.slow_read_pause)?;
         if let Reconnect::Delays(delays) = &self.reconnect
             && delays.is_empty()
         {

@@ -92,6 +92,18 @@ pub struct Scenario {
     pub long_polling: LongPolling,
     pub sse: Sse,
     pub websocket: WebSocket,
+    /// How many servers run the mechanism. With more than one, the proxy
+    /// (if enabled) balances connections over them round robin, as nginx's
+    /// `upstream` block does; without a proxy, client k connects to server
+    /// ((k-1) mod N) + 1, as DNS round robin would spread them. Hosts are
+    /// `server` with one, `server-1` .. `server-N` with more.
+    pub servers: u32,
+    /// A pub/sub host between the servers (`broker`), as Redis is used: the
+    /// WebSocket chat's servers publish every post to it and hear every
+    /// message from it, so members on different servers see each other,
+    /// one hop later. Without it each server's members hear only what that
+    /// server heard.
+    pub broker: bool,
     /// An optional HTTP proxy (a load balancer) between clients and server.
     pub proxy: Proxy,
     pub faults: Vec<Fault>,
@@ -111,6 +123,8 @@ impl Default for Scenario {
             long_polling: LongPolling::default(),
             sse: Sse::default(),
             websocket: WebSocket::default(),
+            servers: 1,
+            broker: false,
             proxy: Proxy::default(),
             faults: Vec::new(),
         }
@@ -151,6 +165,11 @@ pub struct Network {
     /// message waits its serialization time (and behind what the link is
     /// still sending) before it leaves. A 1 MiB event on 10 Mbps: 0.84 s.
     pub bandwidth: Bandwidth,
+    /// Bytes a connection holds for a reader that has not read them yet
+    /// (its receive buffer plus the writer's send buffer), in KiB; then the
+    /// writer waits. Linux starts a receive buffer at 128 KiB (`tcp_rmem`)
+    /// and autotunes both upward. `0`: no limit.
+    pub socket_buffer_kib: u32,
 }
 
 impl Default for Network {
@@ -164,6 +183,7 @@ impl Default for Network {
             tcp_keepalive: None,
             nat_idle_timeout: None,
             bandwidth: Bandwidth(None),
+            socket_buffer_kib: 256,
         }
     }
 }
@@ -187,7 +207,8 @@ pub struct Workload {
     pub join_spread: Span,
     /// Each client's user posts a chat message this often (from a moment
     /// drawn from the seed), as in the study notes' chat. `0`: nobody
-    /// posts. Only the WebSocket chat carries posts so far.
+    /// posts. WebSocket sends them as frames on its one connection; the
+    /// HTTP mechanisms as `POST /messages` requests on a second one.
     #[serde(with = "zero_is_off")]
     pub sends: Option<Span>,
 }
@@ -421,6 +442,17 @@ pub struct WebSocket {
     /// `maxHttpBufferSize`: 1 MB); larger ones close the connection with
     /// 1009.
     pub max_message: u32,
+    /// Room messages the server queues for one member beyond what its TCP
+    /// connection has taken (a slow reader's backlog, the `bufferedAmount`
+    /// a server watches); past it the server drops the member with close
+    /// code 1008 (policy violation), so that one slow reader cannot grow
+    /// the server's memory without bound.
+    pub max_queued: u32,
+    /// How many clients (client-1, client-2, ...) read slowly: their
+    /// application spends `slow_read_pause` on each message before it
+    /// takes the next from the socket, like a phone busy rendering.
+    pub slow_readers: u32,
+    pub slow_read_pause: Span,
 }
 
 impl Default for WebSocket {
@@ -433,6 +465,9 @@ impl Default for WebSocket {
             resume: true,
             history: 1000,
             max_message: 1_000_000,
+            max_queued: 1000,
+            slow_readers: 0,
+            slow_read_pause: Span::from_secs(1),
         }
     }
 }

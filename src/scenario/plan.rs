@@ -20,6 +20,8 @@ pub struct Plan {
     pub scenario: Rc<Scenario>,
     /// The client hosts, `client-1` .. `client-H`, with the clients each runs.
     pub client_hosts: Vec<ClientHost>,
+    /// The server hosts: `server`, or `server-1` .. `server-N`.
+    pub server_hosts: Vec<String>,
     /// When the server publishes each event, in order.
     pub publications: Vec<Span>,
     /// The faults, in the order the scenario lists them.
@@ -156,10 +158,18 @@ impl Plan {
                 ),
             ));
         }
-        let faults = resolve_faults(s, &client_hosts)?;
+        if s.servers == 0 || s.servers > MAX_SERVERS {
+            return Err(err(
+                "servers",
+                format!("must be between 1 and {MAX_SERVERS}"),
+            ));
+        }
+        let server_hosts = server_hosts(s.servers);
+        let faults = resolve_faults(s, &client_hosts, &server_hosts)?;
         Ok(Plan {
             scenario: Rc::new(scenario),
             client_hosts,
+            server_hosts,
             publications,
             faults,
             warnings,
@@ -184,6 +194,18 @@ impl Plan {
 
 /// What one section's value does to another's: warnings, never errors.
 fn cross_section_warnings(s: &Scenario, warnings: &mut Vec<String>) {
+    if s.servers > 1 && s.mechanism != Mechanism::Websocket {
+        warnings.push(format!(
+            "servers = {}: the {} servers all read one event log and are woken by it, as if it were a database with notifications; only the WebSocket chat keeps each server's members apart",
+            s.servers,
+            s.mechanism.name()
+        ));
+    }
+    if s.broker && s.servers == 1 {
+        warnings.push(
+            "broker = true with one server: every message takes the extra hop through the broker, and no member is on another server to gain from it".into(),
+        );
+    }
     let round_trip = Span(2 * s.network.latency.0);
     let sp = &s.short_polling;
     if sp.request_timeout <= round_trip {
@@ -288,16 +310,32 @@ fn publication_times(s: &Scenario) -> Result<Vec<Span>, ScenarioError> {
 }
 
 /// The faults, checked and resolved to hosts.
+/// The most servers a run may have.
+pub const MAX_SERVERS: u32 = 16;
+
+/// The server hosts' names: `server` alone, or `server-1` .. `server-N`.
+pub fn server_hosts(servers: u32) -> Vec<String> {
+    if servers <= 1 {
+        return vec!["server".into()];
+    }
+    (1..=servers).map(|i| format!("server-{i}")).collect()
+}
+
 fn resolve_faults(
     s: &Scenario,
     client_hosts: &[ClientHost],
+    server_hosts: &[String],
 ) -> Result<Vec<FaultPlan>, ScenarioError> {
     let clients: Vec<String> = client_hosts.iter().map(|h| h.name.clone()).collect();
-    // Any host can be named: the client hosts, the server, the proxy.
+    // Any host can be named: the client hosts, the servers, the proxy, the
+    // broker.
     let mut hosts = clients.clone();
-    hosts.push("server".into());
+    hosts.extend(server_hosts.iter().cloned());
     if s.proxy.enabled {
         hosts.push("proxy".into());
+    }
+    if s.broker {
+        hosts.push("broker".into());
     }
     let mut plans = Vec::new();
     for (i, f) in s.faults.iter().enumerate() {

@@ -201,10 +201,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
         if self.path.is_reset() {
             return Err(reset_error());
         }
+        // Flow control: a peer that does not read fills the buffers between
+        // us, and then we wait for it.
+        self.path.room_for(self.end_index(), bytes.len()).await;
+        if self.path.is_reset() {
+            return Err(reset_error());
+        }
         self.sent += 1;
         let reply_to = match label.kind {
             Kind::Response | Kind::StreamHead => self.unanswered.pop_front(),
-            Kind::Request | Kind::StreamBlock | Kind::StreamEnd | Kind::Frame => None,
+            Kind::Request | Kind::StreamBlock | Kind::StreamEnd | Kind::Frame | Kind::Broker => {
+                None
+            }
         };
         self.trace.record(Event::Send {
             conn: self.name.clone(),
@@ -254,6 +262,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
             tokio::time::sleep_until(leaves).await;
         }
         self.path.crossed(now_us);
+        self.path.wrote(self.end_index(), bytes.len());
         self.stream.write_all(bytes).await?;
         self.stream.flush().await
     }
@@ -342,6 +351,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
         if self.keepalive.is_some() {
             self.last_heard = Instant::now();
         }
+        self.path.read(end, n);
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(n > 0)
     }

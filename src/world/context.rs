@@ -3,6 +3,7 @@
 
 use crate::record::trace::Event;
 use crate::scenario::{Scenario, Span};
+use crate::world::broker::Feed;
 use crate::world::conn::Attempt;
 use crate::world::event_log::{EventLog, PostTimes, Publications};
 use crate::world::network::{HostNet, SERVER_PORT, TcpConn};
@@ -20,6 +21,13 @@ pub struct ServerCtx {
     pub scenario: Rc<Scenario>,
     /// When chat posts were made (for latency only).
     pub post_times: PostTimes,
+    /// This server's host name (`server`, or `server-2` of several).
+    pub name: String,
+    /// With several servers, or a broker: what this server has heard, the
+    /// messages its members may be sent live. `None`: everything in the log.
+    pub feed: Option<Feed>,
+    /// Whether a broker runs (`broker = true`).
+    pub broker: bool,
 }
 
 /// What one client gets: its number, its host's network, its own seeded RNG.

@@ -22,6 +22,10 @@ pub struct EventLog {
     publications: Publications,
     /// Wakes whoever waits for new events (long polling, streams).
     published: Rc<tokio::sync::Notify>,
+    /// The keys of the events appended with one ([`EventLog::append_once`]):
+    /// a unique index, as a database keeps, so that it survives a server
+    /// restart with the events themselves.
+    keys: Rc<RefCell<std::collections::HashSet<(String, u64)>>>,
 }
 
 impl EventLog {
@@ -33,6 +37,22 @@ impl EventLog {
         self.publications.0.borrow_mut().push(t_us);
         self.published.notify_waiters();
         id
+    }
+
+    /// Appends the event `data` makes of its id, published at `t_us`,
+    /// unless an event with the same `key` is already in: an idempotency
+    /// key (a chat post's user and number), so that a request sent again
+    /// because its answer was lost adds nothing. `None` when it was in.
+    pub fn append_once(
+        &self,
+        key: (&str, u64),
+        t_us: u64,
+        data: impl FnOnce(u64) -> String,
+    ) -> Option<u64> {
+        if !self.keys.borrow_mut().insert((key.0.to_string(), key.1)) {
+            return None;
+        }
+        Some(self.append(data(self.last_id() + 1), t_us))
     }
 
     /// Events with `id > after`, at most `limit` of them.

@@ -1,6 +1,8 @@
 //! The simulated world the mechanisms live in: traced connections over
 //! turmoil's TCP, the network's faults, the contexts hosts run with, the
-//! server's event log, and the proxy between clients and server.
+//! server's event log, the proxy between clients and servers, and the
+//! broker between servers.
+pub mod broker;
 pub mod conn;
 pub mod context;
 pub mod event_log;

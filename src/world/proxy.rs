@@ -61,6 +61,11 @@ pub struct ProxyCtx {
     /// How the mechanism behind it counts events, for the trace (handed in
     /// by the run: the proxy relays bytes it does not need to understand).
     pub count_events: EventCounters,
+    /// The servers behind it (nginx's `upstream` block).
+    pub upstreams: Vec<String>,
+    /// Which one the next client connection goes to: round robin, nginx's
+    /// default.
+    pub next_upstream: std::rc::Rc<std::cell::Cell<usize>>,
 }
 
 /// A mechanism's way of counting the events in what the proxy relays.
@@ -409,9 +414,7 @@ async fn forward(
     let mut second_chance = upstream.is_some();
     loop {
         if upstream.is_none() {
-            // Connecting counts against the same timeout (nginx's
-            // proxy_connect_timeout): a silent server host means a 504.
-            match within_idle(idle, ctx.net.connect("server", SERVER_PORT, Attempt::First)).await {
+            match within_idle(idle, connect_upstream(ctx)).await {
                 Wait::Idle => return Wait::Idle,
                 Wait::Done(Ok(c)) => {
                     ctx.net.trace.record(Event::Relay {
@@ -420,7 +423,7 @@ async fn forward(
                     });
                     *upstream = Some(c);
                 }
-                Wait::Done(Err(e)) => return Wait::Done(Err(format!("cannot reach server: {e}"))),
+                Wait::Done(Err(e)) => return Wait::Done(Err(e)),
             }
         }
         let up = upstream.as_mut().expect("just set");
@@ -445,6 +448,24 @@ async fn forward(
             dead.fail(&failure);
         }
     }
+}
+
+/// Connects to the next server, round robin; one that refuses is skipped
+/// for the next (nginx's `proxy_next_upstream error`). Connecting counts
+/// against the idle timeout (nginx's `proxy_connect_timeout`): a silent
+/// server host means a 504.
+async fn connect_upstream(ctx: &ProxyCtx) -> Result<TcpConn, String> {
+    let mut last_error = String::new();
+    for _ in 0..ctx.upstreams.len() {
+        let i = ctx.next_upstream.get();
+        ctx.next_upstream.set((i + 1) % ctx.upstreams.len());
+        let host = &ctx.upstreams[i];
+        match ctx.net.connect(host, SERVER_PORT, Attempt::First).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => last_error = format!("cannot reach {host}: {e}"),
+        }
+    }
+    Err(last_error)
 }
 
 /// The idle timeout fired: close both connections, and say why in the trace.

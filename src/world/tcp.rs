@@ -25,6 +25,13 @@
 //!   again; 9 unanswered probes (Linux's `tcp_keepalive_probes`) abort it.
 //!   Chromium turns it on for its sockets with 45 s and 45 s, so a browser
 //!   finds a dead, silent stream after 45 + 9 x 45 = 450 s.
+//! - **Flow control.** A reader that does not read fills the socket buffers
+//!   between the two ends (its receive buffer, the writer's send buffer:
+//!   `network.socket_buffer_kib`, 256 KiB by default, about Linux's
+//!   default `tcp_rmem` of 128 KiB plus a send buffer autotuned to the
+//!   same); then the writer waits until the reader makes room. A server
+//!   that keeps producing for a slow client must queue the rest itself, or
+//!   drop the client.
 //! - **Middleboxes.** A `forget` cut is a NAT or load balancer that loses its
 //!   table: after the heal, packets of connections from before the cut
 //!   vanish (as cloud NATs and stateful firewalls drop packets of flows
@@ -115,6 +122,10 @@ pub struct TcpSettings {
     pub retransmit_timeout: Span,
     pub keepalive: Option<Span>,
     pub nat_idle_timeout: Option<Span>,
+    /// Bytes one end may have written that the other's application has not
+    /// read yet: the receiver's buffer plus the sender's. Past it, a writer
+    /// waits for the reader (flow control). `None`: no limit.
+    pub window: Option<usize>,
 }
 
 impl Default for TcpSettings {
@@ -124,6 +135,7 @@ impl Default for TcpSettings {
             retransmit_timeout: Span::from_millis(924_600),
             keepalive: None,
             nat_idle_timeout: None,
+            window: None,
         }
     }
 }
@@ -234,6 +246,10 @@ pub struct Path {
     /// plain waker slot: `Notify` costs more on every read, and every read
     /// of every connection pays it.)
     readers: [RefCell<Option<std::task::Waker>>; 2],
+    /// Per end (0: the opener's), bytes it wrote that the other end has not
+    /// read yet, and its writer waiting for room.
+    unread: [Cell<usize>; 2],
+    writers: [RefCell<Option<std::task::Waker>>; 2],
 }
 
 impl Path {
@@ -255,6 +271,46 @@ impl Path {
             reset: Cell::new(false),
             opener_ports: None,
             readers: Default::default(),
+            unread: Default::default(),
+            writers: Default::default(),
+        }
+    }
+
+    /// Waits until end `index` may write `bytes` more: while the reader's
+    /// unread bytes fill the window, a writer waits (a blocking `write()`
+    /// blocks; an event loop queues in user space). A message larger than
+    /// the window goes when nothing is unread, so nothing waits forever.
+    pub async fn room_for(&self, index: usize, bytes: usize) {
+        let Some(window) = self.settings.window else {
+            return;
+        };
+        std::future::poll_fn(|cx| {
+            let unread = self.unread[index].get();
+            if unread == 0 || unread + bytes <= window || self.reset.get() {
+                return std::task::Poll::Ready(());
+            }
+            *self.writers[index].borrow_mut() = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    /// End `index` wrote `bytes`.
+    pub fn wrote(&self, index: usize, bytes: usize) {
+        if self.settings.window.is_some() {
+            let unread = &self.unread[index];
+            unread.set(unread.get() + bytes);
+        }
+    }
+
+    /// End `index` read `bytes` the other end wrote: room for its writer.
+    pub fn read(&self, index: usize, bytes: usize) {
+        if self.settings.window.is_some() && bytes > 0 {
+            let unread = &self.unread[1 - index];
+            unread.set(unread.get().saturating_sub(bytes));
+            if let Some(waker) = self.writers[1 - index].borrow_mut().take() {
+                waker.wake();
+            }
         }
     }
 
@@ -325,7 +381,7 @@ impl Path {
 
     pub fn reset(&self) {
         self.reset.set(true);
-        for slot in &self.readers {
+        for slot in self.readers.iter().chain(&self.writers) {
             if let Some(waker) = slot.borrow_mut().take() {
                 waker.wake();
             }

@@ -46,6 +46,9 @@ pub fn server_answer(
         log,
         scenario: plan.scenario.clone(),
         post_times: Default::default(),
+        name: "server".into(),
+        feed: None,
+        broker: false,
     };
     sim.host("server", move || {
         pushpull::mechanisms::server(mechanism, ctx.clone())

@@ -144,13 +144,15 @@ pub(super) struct Model<'a> {
     pub(super) last_t: u64,
 }
 
-/// Lifeline order: clients first, the server last, every other host (a
+/// Lifeline order: clients first, then the server (and a broker behind
+/// it), every other host (a
 /// proxy, a host the trace gives no role) in between; within a role by
 /// name, with numbers in numeric order (`client-2` before `client-10`).
 pub(super) fn host_order(role: Option<Role>, host: &str) -> (u8, &str, u64, &str) {
     let rank = match role {
         Some(Role::Client) => 0,
         Some(Role::Server) => 2,
+        Some(Role::Broker) => 3,
         Some(Role::Proxy) | None => 1,
     };
     let (stem, number) = match host.rsplit_once('-') {
@@ -310,7 +312,7 @@ impl<'a> Model<'a> {
                 )),
                 Event::Publish { event, .. } => marks.push((t, host, Mark::Publish(*event))),
                 // A user pressing Send: the post itself is drawn as its frame.
-                Event::Post { .. } => {}
+                Event::Post { .. } | Event::Transport { .. } => {}
                 Event::Deliver {
                     client,
                     event,
