@@ -313,6 +313,51 @@ fn the_proxys_idle_timeout_closes_a_quiet_websocket_unless_pings_come_sooner() {
 }
 // ANCHOR_END: idle_proxy
 
+// ANCHOR: refuse_upgrade
+/// A proxy that treats `Upgrade` as the hop-by-hop header it is and drops
+/// it (an nginx without `proxy_set_header Upgrade`): the server sees a
+/// plain GET and answers 400, so no handshake gets through. The browser's
+/// `WebSocket` just fails; the resilient client falls back to long polling
+/// as Socket.IO and SignalR do, and the room reaches every member anyway,
+/// at HTTP's price in bytes and latency.
+#[test]
+fn a_proxy_that_drops_upgrade_sends_the_resilient_client_to_long_polling() {
+    let refusing = ["proxy.enabled=true", "proxy.mode=refuse_upgrade"];
+    let outcome = run("websocket", &refusing);
+    let r = &outcome.report;
+    assert_eq!(
+        r.transports.get("long_polling"),
+        Some(&3),
+        "{:?}",
+        r.transports
+    );
+    assert_eq!(r.transports.get("websocket"), None);
+    assert_eq!((r.lost, r.duplicated), (0, 0));
+    assert_eq!((r.messages_up, r.posts_doubled), (r.posted, 0));
+    let dropped = outcome.records.iter().any(|r| {
+        matches!(
+            r.event,
+            Event::Proxy {
+                action: ProxyAction::DropUpgrade,
+                ..
+            }
+        )
+    });
+    assert!(dropped);
+    // The same room through a proxy that passes the upgrade, for the price.
+    let passing = run("websocket", &["proxy.enabled=true"]);
+    let p = &passing.report;
+    assert_eq!(p.transports.get("websocket"), Some(&3));
+    assert!(r.bytes_up + r.bytes_down > 2 * (p.bytes_up + p.bytes_down));
+    // The browser's WebSocket has nothing to fall back to.
+    let mut browser = refusing.to_vec();
+    browser.push("websocket.client=browser");
+    let b = run("websocket", &browser).report;
+    assert_eq!((b.delivered, b.messages_up), (0, 0));
+    assert_eq!(b.transports.get("websocket"), Some(&3));
+}
+// ANCHOR_END: refuse_upgrade
+
 // ANCHOR: scale_out
 /// "Hard to scale horizontally": two servers behind the proxy (round
 /// robin). Without a broker each server sends its members only what it

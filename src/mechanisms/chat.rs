@@ -275,7 +275,7 @@ pub fn start_posting(ctx: ClientCtx) -> Rc<ClientCtx> {
 
 /// Sends the user's posts, oldest first, one at a time, each until a `2xx`
 /// says it is in, on a kept-alive connection of its own.
-async fn poster(ctx: Rc<ClientCtx>, outbox: Outbox) {
+pub async fn poster(ctx: Rc<ClientCtx>, outbox: Outbox) {
     let mut conn: Option<TcpConn> = None;
     let mut failures = 0u32;
     loop {

@@ -32,6 +32,7 @@ use crate::mechanisms::chat::{self, Chat, Served};
 use crate::mechanisms::short_polling::{
     MAX_EVENTS_PER_ANSWER, Poll, PollError, batch_answer, cursor_of, deliver_new, poll_once,
 };
+use crate::wire::http::Request;
 use crate::world::conn::Attempt;
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::event_log::EventLog;
@@ -53,15 +54,31 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
             ctx.log.clone(),
             Chat::of(&ctx),
             hold,
+            None,
         ));
     }
 }
 
-async fn serve_connection(mut conn: TcpConn, log: EventLog, chat: Chat, hold: Duration) {
+/// Serves one connection's requests, starting with `first` when it has
+/// already been read (by a WebSocket server whose client fell back to
+/// long polling).
+pub async fn serve_connection(
+    mut conn: TcpConn,
+    log: EventLog,
+    chat: Chat,
+    hold: Duration,
+    mut first: Option<Request>,
+) {
     loop {
         // Between requests a long-polling client is never idle for long (it
         // re-requests at once), so a quiet connection is a vanished client.
-        let request = match timeout(hold * 2 + Duration::from_secs(10), conn.read_request()).await {
+        let next = async {
+            match first.take() {
+                Some(request) => Ok(Ok(Some(request))),
+                None => timeout(hold * 2 + Duration::from_secs(10), conn.read_request()).await,
+            }
+        };
+        let request = match next.await {
             Err(_) => return conn.close("idle timeout").await,
             Ok(Ok(None)) => return conn.close("client closed").await,
             Ok(Ok(Some(request))) => request,
@@ -125,14 +142,18 @@ async fn serve_connection(mut conn: TcpConn, log: EventLog, chat: Chat, hold: Du
 pub async fn client(ctx: ClientCtx) {
     // The user's chat posts, if any, go up beside the polls (chat.rs).
     let ctx = chat::start_posting(ctx);
+    ctx.wait_to_join().await;
+    poll_from(&ctx, 0).await
+}
+
+/// Polls for ever, from event `cursor` on.
+pub async fn poll_from(ctx: &ClientCtx, mut cursor: u64) {
     let params = &ctx.scenario.long_polling;
     // As in short polling, the cursor is what makes the client safe: events
     // published while it was between two requests are simply "after" it, and
     // the next request collects them.
-    let mut cursor = 0;
     let mut conn: Option<TcpConn> = None;
     let mut failures = 0u32;
-    ctx.wait_to_join().await;
     loop {
         // The same request as short polling, on a kept-alive connection.
         let poll = Poll {
@@ -142,14 +163,14 @@ pub async fn client(ctx: ClientCtx) {
         };
         let outcome = timeout(
             params.client_timeout.to_std(),
-            poll_once(&ctx, &mut conn, poll),
+            poll_once(ctx, &mut conn, poll),
         )
         .await
         .unwrap_or(Err(PollError::Timeout));
         match outcome {
             Ok(batch) => {
                 failures = 0;
-                deliver_new(&ctx, &mut cursor, &batch.events);
+                deliver_new(ctx, &mut cursor, &batch.events);
                 // No sleep: ask again at once, so that the server always
                 // holds a request of ours to answer the next event with.
             }

@@ -36,6 +36,8 @@
 //! (`Conn<S>`); the simulation hands it turmoil's TCP, `pushpull live`
 //! tokio's. The same code serves both.
 
+use crate::mechanisms::chat::{self, Chat, Outbox};
+use crate::mechanisms::long_polling;
 use crate::record::trace::{Event, HostTrace, Kind};
 use crate::scenario::{Reconnect, ReconnectSchedule, Span, WsClient};
 use crate::wire::http::{Request, Response, parse_response_head};
@@ -48,7 +50,7 @@ use crate::world::network::SERVER_PORT;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -300,9 +302,26 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
         }
         room = room.scaled_out(feed.clone(), link);
     }
+    let hold = ctx.scenario.long_polling.hold.to_std();
+    let chat = Chat::of(&ctx);
     loop {
-        let conn = ctx.net.accept(&listener).await?;
-        tokio::task::spawn_local(serve_connection(conn, room.clone()));
+        let mut conn = ctx.net.accept(&listener).await?;
+        let (room, chat, log) = (room.clone(), chat.clone(), ctx.log.clone());
+        tokio::task::spawn_local(async move {
+            let request = match conn.read_request().await {
+                Ok(Some(request)) => request,
+                Ok(None) => return conn.close("client closed").await,
+                Err(e) => return conn.reject(&e).await,
+            };
+            // A client whose handshake cannot get through (a proxy that
+            // drops `Upgrade`) carries on over long polling, posting with
+            // `POST /messages`: the same room, over plain HTTP.
+            if matches!(request.path(), "/updates" | "/messages") {
+                let first = Some(request);
+                return long_polling::serve_connection(conn, log, chat, hold, first).await;
+            }
+            serve_request(conn, request, room).await
+        });
     }
 }
 
@@ -318,6 +337,16 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + 'static>(
         Ok(None) => return conn.close("client closed").await,
         Err(e) => return conn.reject(&e).await,
     };
+    serve_request(conn, request, room).await
+}
+
+/// Answers the first request on a connection: a handshake, a page, or a
+/// refusal.
+async fn serve_request<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    mut conn: Conn<S>,
+    request: Request,
+    room: Room,
+) {
     let endpoint = request.path().to_string();
     if endpoint != "/chat" && endpoint != "/echo" {
         let (response, why) = match room.settings.pages.and_then(|pages| pages(&request)) {
@@ -845,46 +874,13 @@ pub fn reconnect_delay(schedule: &Reconnect, attempt: u32, rng: &mut impl Rng) -
     }
 }
 
-/// The posts a client's user made that are not yet in the room.
-#[derive(Clone, Default)]
-struct Outbox {
-    posts: Rc<RefCell<VecDeque<Post>>>,
-    added: Rc<tokio::sync::Notify>,
-}
-
-/// The user: posts a message every `every`, connected or not.
-async fn user_posts(id: u32, ctx: Rc<ClientCtx>, outbox: Outbox, every: Span) {
-    let first = ctx
-        .rng
-        .borrow_mut()
-        .random_range(0..every.as_micros().max(1));
-    sleep(Duration::from_micros(first)).await;
-    let mut number = 0;
-    while Span::from_std(turmoil::sim_elapsed().unwrap_or_default()) < ctx.scenario.duration {
-        number += 1;
-        ctx.net.trace.record(Event::Post {
-            client: id,
-            message: number,
-        });
-        ctx.post_times.note(id, number, now_us());
-        let text = crate::world::event_log::payload(number, ctx.scenario.workload.payload_bytes)
-            .replacen("event", &format!("client-{id} says"), 1);
-        outbox
-            .posts
-            .borrow_mut()
-            .push_back(Post { id: number, text });
-        outbox.added.notify_waiters();
-        sleep(every.to_std()).await;
-    }
-}
-
 pub async fn client(ctx: ClientCtx) {
     ctx.wait_to_join().await;
     let ctx = Rc::new(ctx);
     let ws = ctx.scenario.websocket.clone();
     let outbox = Outbox::default();
     if let Some(every) = ctx.scenario.workload.sends {
-        tokio::task::spawn_local(user_posts(ctx.id, ctx.clone(), outbox.clone(), every));
+        tokio::task::spawn_local(chat::user_posts(ctx.clone(), outbox.clone(), every));
     }
     let resilient = ws.client == WsClient::Resilient;
     let mut last_seq: u64 = 0;
@@ -910,7 +906,15 @@ pub async fn client(ctx: ClientCtx) {
                 let end = session(&ctx, socket, &outbox, &mut last_seq).await;
                 ctx.report_error(end);
             }
-            Err(why) => ctx.report_error(why),
+            // Something on the path answered the handshake, but not with
+            // 101: it does not pass WebSocket on (a proxy that drops
+            // `Upgrade`). Socket.IO and SignalR then carry on over HTTP;
+            // a server in trouble (5xx) is only tried again.
+            Err(OpenError::Refused(status, why)) if resilient && status < 500 => {
+                ctx.report_error(why);
+                return fall_back_to_long_polling(ctx, outbox, status, last_seq).await;
+            }
+            Err(OpenError::Refused(_, why) | OpenError::Failed(why)) => ctx.report_error(why),
         }
         if !resilient {
             // The browser's WebSocket fires `close` and is done: the page
@@ -929,24 +933,44 @@ pub async fn client(ctx: ClientCtx) {
     }
 }
 
+/// The rest of the run over long polling, from the last room message seen;
+/// the posts still waiting go up with `POST /messages`. The trace says so.
+async fn fall_back_to_long_polling(ctx: Rc<ClientCtx>, outbox: Outbox, status: u16, last_seq: u64) {
+    ctx.net.trace.record(Event::Transport {
+        client: ctx.id,
+        transport: "long_polling".into(),
+        why: format!("the WebSocket handshake was answered {status}, not 101"),
+    });
+    tokio::task::spawn_local(chat::poster(ctx.clone(), outbox));
+    long_polling::poll_from(&ctx, last_seq).await
+}
+
+/// Why opening a WebSocket failed.
+enum OpenError {
+    /// The handshake got an HTTP answer other than `101`, with this status.
+    Refused(u16, String),
+    /// No answer, or a wrong one.
+    Failed(String),
+}
+
 /// Connects and shakes hands; `Err` says why it failed.
 async fn open(
     ctx: &ClientCtx,
     since: Option<u64>,
     attempt: Attempt,
-) -> Result<Socket<turmoil::net::TcpStream>, String> {
+) -> Result<Socket<turmoil::net::TcpStream>, OpenError> {
     let ws = &ctx.scenario.websocket;
     let mut conn = ctx
         .connect(attempt)
         .await
-        .map_err(|e| format!("connect failed: {e}"))?;
+        .map_err(|e| OpenError::Failed(format!("connect failed: {e}")))?;
     let key = websocket::client_key(ctx.rng.borrow_mut().random());
     let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
     let target = format!("/chat?user=client-{}{since}", ctx.id);
     let request = websocket::handshake_request(&target, &ctx.upstream, &key);
     if let Err(e) = conn.send_request(&request, attempt).await {
         conn.fail(&format!("write failed: {e}"));
-        return Err(format!("handshake failed: {e}"));
+        return Err(OpenError::Failed(format!("handshake failed: {e}")));
     }
     // A resilient client gives the handshake as long as a heartbeat; the
     // browser waits as long as TCP does.
@@ -954,29 +978,35 @@ async fn open(
         WsClient::Resilient => ws.heartbeat_timeout,
         WsClient::Browser => None,
     };
+    // `Err` carries the answer's status when there was one.
     let answer = crate::world::network::within(limit, async {
         loop {
             match parse_response_head(conn.buffered()) {
                 Ok(Some((head_len, response, _))) => {
                     conn.take(head_len);
                     conn.record_received(Kind::Response, response.summary(), head_len);
-                    return websocket::check_response(&response, &key);
+                    let status = (response.status != 101).then_some(response.status);
+                    return websocket::check_response(&response, &key).map_err(|why| (status, why));
                 }
                 Ok(None) => {}
-                Err(e) => return Err(format!("a bad answer: {e}")),
+                Err(e) => return Err((None, format!("a bad answer: {e}"))),
             }
             match conn.read_more().await {
                 Ok(true) => {}
-                Ok(false) => return Err("the server closed the connection".into()),
-                Err(e) => return Err(e.to_string()),
+                Ok(false) => return Err((None, "the server closed the connection".into())),
+                Err(e) => return Err((None, e.to_string())),
             }
         }
     })
     .await
-    .unwrap_or_else(|| Err("no answer to the handshake".into()));
-    if let Err(why) = answer {
+    .unwrap_or_else(|| Err((None, "no answer to the handshake".into())));
+    if let Err((status, why)) = answer {
         conn.fail(&why);
-        return Err(format!("handshake failed: {why}"));
+        let why = format!("handshake failed: {why}");
+        return Err(match status {
+            Some(status) => OpenError::Refused(status, why),
+            None => OpenError::Failed(why),
+        });
     }
     let mask_seed = ctx.rng.borrow_mut().random();
     let silence = match ws.client {
@@ -1015,7 +1045,7 @@ async fn session(
     // that are still waiting for their acknowledgment).
     let mut sent_up_to = 0;
     let ending = 'session: loop {
-        let added = outbox.added.notified();
+        let added = outbox.added();
         tokio::pin!(added);
         added.as_mut().enable();
         let frames = match socket.take_frames_up_to(if slow { 1 } else { usize::MAX }) {
@@ -1039,7 +1069,7 @@ async fn session(
                     if message.from == me
                         && let Some(id) = message.id
                     {
-                        outbox.posts.borrow_mut().retain(|p| p.id > id);
+                        outbox.remove_up_to(id);
                     }
                 }
                 Incoming::Message(Message::Binary(_)) => {}
@@ -1050,14 +1080,7 @@ async fn session(
                 }
             }
         }
-        let waiting: Vec<Post> = outbox
-            .posts
-            .borrow()
-            .iter()
-            .filter(|p| p.id > sent_up_to)
-            .cloned()
-            .collect();
-        for post in waiting {
+        for post in outbox.after(sent_up_to) {
             let text = serde_json::to_string(&post).unwrap();
             if let Err(end) = socket
                 .send_text(&text, format!("post {}", post.id), None)
@@ -1069,7 +1092,7 @@ async fn session(
             if !keep_until_acked {
                 // Written is gone: a post on a connection that turns out to
                 // be dead is lost.
-                outbox.posts.borrow_mut().retain(|p| p.id > post.id);
+                outbox.remove_up_to(post.id);
             }
         }
         if busy {
@@ -1091,7 +1114,7 @@ async fn session(
     if !resilient {
         // Posts typed into a closed WebSocket are dropped (`send()` on a
         // CLOSED socket discards the data).
-        outbox.posts.borrow_mut().clear();
+        outbox.clear();
     }
     let why = ending.describe();
     socket.finish(ending).await;
