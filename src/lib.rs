@@ -5,12 +5,13 @@
 //! give the same run, byte for byte, so a book can show a run and a learner can
 //! reproduce it exactly, then change one parameter and see what moves.
 //!
-//! What it is: real async code speaking real HTTP/1.1 bytes over simulated TCP
+//! What it is: real async code speaking real HTTP/1.1 bytes and WebSocket
+//! frames over simulated TCP
 //! (with the retransmissions and timeouts of Linux's), with latency, jitter,
 //! loss, cut-offs, forgetful middleboxes, crashes and proxies in simulated
 //! time. What it
 //! is not: a load tester or a production library. Each mechanism is written to
-//! be read; WebSocket and webhooks are not here yet.
+//! be read; webhooks are not here yet.
 //!
 //! ## Map of the crate
 //!
@@ -29,7 +30,8 @@
 //! | | [`mechanisms::sse`] | Server-Sent Events: server and EventSource client | "Server-Sent Events" |
 //! | | [`mechanisms::websocket`] | WebSocket: the handshake, frames, the chat room and its clients | "WebSocket" |
 //! | | [`mechanisms::chat`] | the chat over HTTP: posts as `POST /messages`, for the three HTTP mechanisms | "WebSocket" |
-//! | 2 the simulated world | [`world::proxy`] | an HTTP proxy between clients and server: idle timeout, buffering | "Long polling", "Server-Sent Events" |
+//! | 2 the simulated world | [`world::proxy`] | an HTTP proxy (and load balancer) between clients and servers: idle timeout, buffering, WebSocket tunnels | "Long polling", "Server-Sent Events", "WebSocket" |
+//! | | [`world::broker`] | a pub/sub host between servers, as Redis is used | "WebSocket" |
 //! | | [`world::context`] | what the server and each client run with | |
 //! | | [`world::http_conn`] | HTTP/1.1 messages over a traced connection | |
 //! | | [`world::network`] | connecting, accepting, the switchboard through which faults reach connections | "The sandbox" |
@@ -42,6 +44,7 @@
 //! | 0 parameters | [`scenario`] | a scenario from TOML and `--set`, checked and resolved once into a [`scenario::Plan`]; the lessons' files | "The sandbox" |
 //! | 0 wire formats | [`wire::http`] | HTTP/1.1 messages as bytes, chunked coding: pure, no I/O | every chapter |
 //! | | [`wire::event_stream`] | the `text/event-stream` parser, as browsers interpret it | "Server-Sent Events" |
+//! | | [`wire::websocket`] | RFC 6455: the handshake, frames, masking, the failure rules | "WebSocket" |
 //!
 //! So the world never reads the report (a run's numbers come from its trace
 //! only), and never uses the mechanisms: the run hands it what a mechanism

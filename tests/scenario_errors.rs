@@ -291,3 +291,37 @@ fn faults_name_any_host_and_may_outlast_the_run() {
         .to_string();
     assert_one_line_naming(&m, "faults.1", "overlaps");
 }
+
+/// Servers, the broker and the slow reader: bounds named, and the hosts
+/// they add can be faulted by name.
+#[test]
+fn servers_and_broker_are_checked_and_their_hosts_can_fail() {
+    let m = error_of("mechanism = \"websocket\"\nservers = 0\n", &[]);
+    assert_one_line_naming(&m, "servers", "between 1 and 16");
+    let m = error_of("", &["servers=17"]);
+    assert_one_line_naming(&m, "servers", "between 1 and 16");
+    let m = error_of("", &["websocket.max_queued=0"]);
+    assert_one_line_naming(&m, "websocket.max_queued", "at least 1");
+    let m = error_of("", &["network.socket_buffer_kib=2000000"]);
+    assert_one_line_naming(&m, "network.socket_buffer_kib", "0 means no limit");
+    // With one server, `server-2` is not a host; with two it is, and so is
+    // the broker.
+    let crash = r#"faults=[{crash="server-2",at="10s"}]"#;
+    let m = error_of("mechanism = \"websocket\"\n", &[crash]);
+    assert_one_line_naming(&m, "faults.0.crash", "server");
+    let both = r#"faults=[{crash="server-2",at="10s"},{crash="broker",at="20s"}]"#;
+    let sets: Vec<String> = ["servers=2", "broker=true", both]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let plan = Plan::from_toml("mechanism = \"websocket\"\n", &sets).unwrap();
+    assert_eq!(plan.server_hosts, ["server-1", "server-2"]);
+    assert_eq!(plan.faults.len(), 2);
+    // A broker with one server runs, with a warning.
+    let plan = Plan::from_toml("mechanism = \"websocket\"\nbroker = true\n", &[]).unwrap();
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("broker = true with one server"))
+    );
+}

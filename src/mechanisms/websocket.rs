@@ -50,7 +50,6 @@ use crate::world::network::SERVER_PORT;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -97,9 +96,6 @@ pub enum Notice {
 pub struct Room {
     log: EventLog,
     post_times: PostTimes,
-    /// Per user, the highest post number already in the room: a post at or
-    /// below it is a resend, dropped (posts are numbered in order).
-    posted_up_to: Rc<RefCell<HashMap<String, u64>>>,
     /// Join and leave notices of this process, for its connections.
     notices: Rc<RefCell<Vec<Notice>>>,
     trace: HostTrace,
@@ -156,7 +152,6 @@ impl Room {
         Room {
             log,
             post_times,
-            posted_up_to: Default::default(),
             notices: Default::default(),
             trace,
             settings,
@@ -196,19 +191,21 @@ impl Room {
             });
             return;
         }
-        if self.settings.dedupe {
-            let mut up_to = self.posted_up_to.borrow_mut();
-            let highest = up_to.entry(user.to_string()).or_default();
-            if post.id <= *highest {
-                return;
-            }
-            *highest = post.id;
-        }
         let now = now_us();
         let posted = client
             .and_then(|c| self.post_times.of(c, post.id))
             .unwrap_or(now);
-        let id = self.log.append(stored(self.log.last_id() + 1), posted);
+        let id = if self.settings.dedupe {
+            // The user's name and post number are an idempotency key, kept
+            // in the log (a unique index): a resend adds nothing, even
+            // after a restart.
+            match self.log.append_once((user, post.id), posted, stored) {
+                Some(id) => id,
+                None => return,
+            }
+        } else {
+            self.log.append(stored(self.log.last_id() + 1), posted)
+        };
         if let Some(feed) = &self.feed {
             feed.hear(id);
         }
