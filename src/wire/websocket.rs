@@ -494,9 +494,14 @@ pub fn decode_frame(
     let Some(header) = decode_header(buf, from, max_payload)? else {
         return Ok(None);
     };
+    Ok(frame_with(buf, &header))
+}
+
+/// The frame `header` starts, once all of its payload is in `buf`.
+fn frame_with(buf: &[u8], header: &Header) -> Option<(Frame, usize)> {
     let end = header.len + header.payload_len as usize;
     if buf.len() < end {
-        return Ok(None);
+        return None;
     }
     let mut payload = buf[header.len..end].to_vec();
     if let Some(key) = header.mask {
@@ -509,7 +514,7 @@ pub fn decode_frame(
         mask: header.mask,
         payload,
     };
-    Ok(Some((frame, end)))
+    Some((frame, end))
 }
 
 // ---------------------------------------------------------------------------
@@ -663,7 +668,7 @@ impl Reader {
                 format!("a message over the limit of {} bytes", self.max_message),
             );
         }
-        let Some((frame, used)) = decode_frame(buf, self.from, self.max_message)? else {
+        let Some((frame, used)) = frame_with(buf, &header) else {
             self.check_early(buf, &header)?;
             return Ok(None);
         };

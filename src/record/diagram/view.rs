@@ -44,7 +44,7 @@ pub(super) enum Glyph {
 pub(super) const LEGEND: &[(Glyph, &str)] = &[
     (Glyph::Request, "request"),
     (Glyph::Empty, "empty response"),
-    (Glyph::Data, "response with events"),
+    (Glyph::Data, "response or frame with events"),
     (Glyph::Lost, "not through (TCP resends) / never arrived"),
     (Glyph::Held, "request held, not yet answered"),
     (Glyph::Publish, "event published"),
