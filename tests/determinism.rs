@@ -96,3 +96,24 @@ fn same_seed_same_trace_bytes_in_new_processes() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The WebSocket chat with everything that adds tasks and timers at once:
+/// two servers and a broker behind the proxy, a slow reader, a crash of
+/// each, jitter and loss. Same seed, same trace; another seed, another.
+#[test]
+fn scaled_out_chat_with_faults_is_deterministic() {
+    let sets = [
+        "servers=2",
+        "broker=true",
+        "proxy.enabled=true",
+        "network.jitter=30ms",
+        "network.loss=0.01",
+        "websocket.slow_readers=1",
+        r#"faults=[{crash="server-1",at="50s",restart="55s"},{crash="broker",at="80s",restart="90s"}]"#,
+    ];
+    let a = hash_of("websocket", &sets);
+    assert_eq!(a, hash_of("websocket", &sets));
+    let mut other = sets.to_vec();
+    other.push("seed=8");
+    assert_ne!(a, hash_of("websocket", &other));
+}
