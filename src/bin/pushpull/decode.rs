@@ -36,7 +36,7 @@ pub fn sse(file: Option<PathBuf>) -> Result<(), String> {
 }
 
 /// Reads all of `file` (standard input when `None`).
-fn read_all(file: &Option<PathBuf>) -> Result<Vec<u8>, String> {
+pub fn read_all(file: &Option<PathBuf>) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let mut bytes = Vec::new();
     match &file {

@@ -11,6 +11,7 @@ mod bench;
 mod decode;
 mod live;
 mod serve;
+mod webhook;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use pushpull::record::diagram;
@@ -89,6 +90,11 @@ enum Command {
     },
     /// Measure how fast the simulator runs (wall time vs simulated time).
     Bench,
+    /// Standard Webhooks signatures: sign a payload, or verify a delivery.
+    Webhook {
+        #[command(subcommand)]
+        action: webhook::Action,
+    },
     /// Serve the WebSocket chat (/chat), the echo endpoint (/echo) and a chat
     /// page (/) on a real port: the simulation's server code, on real sockets.
     Live {
@@ -162,8 +168,13 @@ impl Params {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match execute(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let outcome = match cli.command {
+        // A refused delivery is an answer, not a failure: exit 1, not 2.
+        Command::Webhook { action } => webhook::run(action),
+        command => execute(command).map(|()| ExitCode::SUCCESS),
+    };
+    match outcome {
+        Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
@@ -180,8 +191,8 @@ fn warn_if_not_deterministic() {
     }
 }
 
-fn execute(cli: Cli) -> Result<(), String> {
-    match cli.command {
+fn execute(command: Command) -> Result<(), String> {
+    match command {
         Command::Run {
             scenario,
             params,
@@ -278,6 +289,7 @@ fn execute(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Bench => bench::bench(),
+        Command::Webhook { .. } => unreachable!("handled in main"),
         Command::Live {
             port,
             bind,
