@@ -10,6 +10,7 @@
 mod long_polling;
 mod short_polling;
 mod sse;
+mod webhooks;
 mod websocket;
 
 use pushpull::run::{self, RunOptions, RunOutcome};

@@ -25,7 +25,7 @@ use crate::record::trace::{Event, NETWORK, Record, Role, Tracer};
 use crate::scenario::plan::derive_seed;
 use crate::scenario::{CutKind, FaultPlan, Plan, Span};
 use crate::world::broker::{BrokerCtx, Feed};
-use crate::world::context::{ClientCtx, ServerCtx};
+use crate::world::context::{ClientCtx, ServerCtx, Store};
 use crate::world::event_log::{EventLog, PostTimes, payload};
 use crate::world::network::{HostNet, Switchboard};
 use crate::world::proxy::ProxyCtx;
@@ -163,6 +163,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
             name: name.clone(),
             feed: feed.clone(),
             broker: scenario.broker,
+            store: Store::default(),
         };
         declare(name, Role::Server, Vec::new());
         // A closure, not a future: turmoil calls it again to restart the
@@ -219,6 +220,8 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         let publications = log.publications();
         let post_times = post_times.clone();
         let upstream_of = upstream_of.clone();
+        // Outside the closure: what the host keeps across a restart.
+        let store = Store::default();
         sim.host(host.name.as_str(), move || {
             let ctxs: Vec<ClientCtx> = ids
                 .iter()
@@ -242,6 +245,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                         rng: RefCell::new(rng),
                         publications: publications.clone(),
                         post_times: post_times.clone(),
+                        store: store.clone(),
                     }
                 })
                 .collect();

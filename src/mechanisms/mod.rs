@@ -7,6 +7,7 @@ pub mod chat;
 pub mod long_polling;
 pub mod short_polling;
 pub mod sse;
+pub mod webhooks;
 pub mod websocket;
 
 use crate::scenario::Mechanism;
@@ -27,6 +28,7 @@ pub fn server(mechanism: Mechanism, ctx: ServerCtx) -> HostSoftware {
         Mechanism::LongPolling => Box::pin(long_polling::server(ctx)),
         Mechanism::Sse => Box::pin(sse::server(ctx)),
         Mechanism::Websocket => Box::pin(websocket::server(ctx)),
+        Mechanism::Webhooks => Box::pin(webhooks::server(ctx)),
     }
 }
 
@@ -37,6 +39,7 @@ pub fn client(mechanism: Mechanism, ctx: ClientCtx) -> ClientSoftware {
         Mechanism::LongPolling => Box::pin(long_polling::client(ctx)),
         Mechanism::Sse => Box::pin(sse::client(ctx)),
         Mechanism::Websocket => Box::pin(websocket::client(ctx)),
+        Mechanism::Webhooks => Box::pin(webhooks::client(ctx)),
     }
 }
 
@@ -46,6 +49,12 @@ pub fn event_counters(mechanism: Mechanism) -> EventCounters {
     match mechanism {
         Mechanism::ShortPolling | Mechanism::LongPolling => EventCounters {
             answer: short_polling::count_events,
+            block: |_| None,
+            frame: |_| None,
+        },
+        // No proxy between provider and receivers.
+        Mechanism::Webhooks => EventCounters {
+            answer: |_| None,
             block: |_| None,
             frame: |_| None,
         },

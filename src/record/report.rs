@@ -28,6 +28,8 @@ pub struct Metrics {
     /// client and post number: a post let in twice counts once more).
     posted: u64,
     posts_in: HashSet<(u32, u64)>,
+    dead_lettered: u64,
+    rejected: u64,
     /// Clients that switched transport, and to which (the last switch).
     switched_to: BTreeMap<u32, String>,
     posts_doubled: u64,
@@ -112,6 +114,8 @@ impl Observer for Metrics {
                     }
                 }
             }
+            Event::DeadLetter { .. } => self.dead_lettered += 1,
+            Event::Refused { .. } => self.rejected += 1,
             Event::Post { client, message } => {
                 self.posted += 1;
                 self.posted_at.insert((*client, *message), r.t_us);
@@ -189,6 +193,13 @@ impl Observer for Metrics {
                         }
                     }
                 }
+                // A webhook provider's deliveries are requests too.
+                if role == Some(Role::Server) && *kind == Kind::Request {
+                    self.requests += 1;
+                    if *retry {
+                        self.retries += 1;
+                    }
+                }
                 if role == Some(Role::Client) {
                     if *kind == Kind::Request {
                         self.requests += 1;
@@ -235,7 +246,9 @@ impl Observer for Metrics {
             Event::Retransmit { .. } | Event::SynRetransmit { .. } => self.retransmissions += 1,
             // A retry whose connect failed is an attempt too: it sent no
             // request, so it is counted here.
-            Event::ConnectFailed { retry: true, .. } if role == Some(Role::Client) => {
+            Event::ConnectFailed { retry: true, .. }
+                if matches!(role, Some(Role::Client | Role::Server)) =>
+            {
                 self.retries += 1;
             }
             Event::Connect {
@@ -357,6 +370,8 @@ impl Metrics {
                 }
                 counts
             },
+            dead_lettered: self.dead_lettered,
+            rejected: self.rejected,
             requests: self.requests,
             empty_responses: self.empty_responses,
             bytes_up: self.bytes_up,
@@ -443,6 +458,10 @@ pub struct Report {
     /// How many clients ended the run on each transport: the scenario's
     /// mechanism, or the one a client fell back to.
     pub transports: BTreeMap<String, u64>,
+    /// Webhook messages the provider gave up on after its last attempt.
+    pub dead_lettered: u64,
+    /// Deliveries a receiver refused (bad signature, stale timestamp).
+    pub rejected: u64,
     /// HTTP requests sent by clients (retries included).
     pub requests: u64,
     /// Responses that reached a client carrying no event.
@@ -534,6 +553,8 @@ impl Report {
                     .collect::<Vec<_>>()
                     .join(", "),
             ),
+            ("dead_lettered", self.dead_lettered.to_string()),
+            ("rejected", self.rejected.to_string()),
             ("requests", self.requests.to_string()),
             ("empty_responses", {
                 let pct = if self.requests > 0 {

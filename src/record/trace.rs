@@ -253,6 +253,11 @@ pub enum Event {
     },
     /// Client `client`'s user posted its chat message number `message`.
     Post { client: u32, message: u64 },
+    /// The provider gave up on delivering `event` to `subscription` after
+    /// its last attempt: the message goes to the dead-letter list.
+    DeadLetter { subscription: String, event: u64 },
+    /// Receiver `client` refused a delivery (answered 400), and why.
+    Refused { client: u32, why: String },
     /// Client `client` switched to another transport (a WebSocket client
     /// falling back to long polling when its handshake cannot get through),
     /// and why.

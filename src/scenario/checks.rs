@@ -44,6 +44,8 @@ impl Scenario {
         self.long_polling.check(warnings)?;
         self.sse.check(warnings)?;
         self.websocket.check(warnings)?;
+        self.webhooks.check()?;
+        self.receiver.check()?;
         self.proxy.check()
     }
 }
@@ -213,6 +215,34 @@ impl super::WebSocket {
             warnings.push(format!(
                 "websocket.heartbeat_timeout ({timeout}) is not longer than websocket.heartbeat ({beat}): a live peer can be dropped between two heartbeats"
             ));
+        }
+        Ok(())
+    }
+}
+
+impl super::Webhooks {
+    fn check(&self) -> Result<(), ScenarioError> {
+        if !(0.0..=1.0).contains(&self.jitter) || self.jitter.is_nan() {
+            return Err(err(
+                "webhooks.jitter",
+                format!("is {}, but a fraction must be between 0 and 1", self.jitter),
+            ));
+        }
+        at_least_1ms("webhooks.attempt_timeout", self.attempt_timeout)?;
+        if self.concurrency == 0 || self.concurrency > 10_000 {
+            return Err(err(
+                "webhooks.concurrency",
+                "must be between 1 and 10000 attempts at once",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl super::Receiver {
+    fn check(&self) -> Result<(), ScenarioError> {
+        if self.tolerance < Span::from_secs(1) {
+            return Err(err("receiver.tolerance", "must be at least 1s"));
         }
         Ok(())
     }

@@ -50,10 +50,15 @@ pub enum Mechanism {
     LongPolling,
     Sse,
     Websocket,
+    /// The provider calls the receivers: signed POSTs, retried on a
+    /// schedule. Hosts are `provider` and `receiver-1` .. `receiver-N`.
+    Webhooks,
 }
 
 impl Mechanism {
-    /// Every mechanism the sandbox can run, in the order `compare` shows them.
+    /// The mechanisms `compare` runs, in its order: the ones where clients
+    /// ask a server for events. (Webhooks turn that around: the receivers
+    /// must be servers the provider can reach.)
     pub const ALL: &'static [Mechanism] = &[
         Mechanism::ShortPolling,
         Mechanism::LongPolling,
@@ -67,6 +72,7 @@ impl Mechanism {
             Mechanism::LongPolling => "long_polling",
             Mechanism::Sse => "sse",
             Mechanism::Websocket => "websocket",
+            Mechanism::Webhooks => "webhooks",
         }
     }
 }
@@ -92,6 +98,8 @@ pub struct Scenario {
     pub long_polling: LongPolling,
     pub sse: Sse,
     pub websocket: WebSocket,
+    pub webhooks: Webhooks,
+    pub receiver: Receiver,
     /// How many servers run the mechanism. With more than one, the proxy
     /// (if enabled) balances connections over them round robin, as nginx's
     /// `upstream` block does; without a proxy, client k connects to server
@@ -123,6 +131,8 @@ impl Default for Scenario {
             long_polling: LongPolling::default(),
             sse: Sse::default(),
             websocket: WebSocket::default(),
+            webhooks: Webhooks::default(),
+            receiver: Receiver::default(),
             servers: 1,
             broker: false,
             proxy: Proxy::default(),
@@ -468,6 +478,96 @@ impl Default for WebSocket {
             max_queued: 1000,
             slow_readers: 0,
             slow_read_pause: Span::from_secs(1),
+        }
+    }
+}
+
+/// A provider's retry schedule, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetrySchedule {
+    /// The Standard Webhooks example: at once, then 5 s, 5 min, 30 min,
+    /// 2 h, 5 h, 10 h, 14 h, 20 h and 24 h after each failure.
+    Standard,
+    /// Svix's: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+    Svix,
+    /// Stripe's "up to three days with an exponential back off" (Stripe
+    /// does not publish the steps; here: 1 min doubling, at most 12 h
+    /// apart, until three days after the first attempt).
+    Stripe,
+    /// GitHub's: one attempt, no automatic retry, and 10 s for the answer.
+    Github,
+}
+
+/// A named schedule or a list of delays after each failure (`["5s",
+/// "1m"]`: three attempts in all).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "\"standard\", \"svix\", \"stripe\", \"github\" or a list of delays like [\"5s\", \"5m\"]"
+)]
+pub enum Retries {
+    Named(RetrySchedule),
+    Delays(Vec<Span>),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhooks {
+    /// When the provider tries again after a failed attempt.
+    pub schedule: Retries,
+    /// Each retry delay is moved by up to this fraction either way, from
+    /// the seed, so that receivers that failed together are not retried
+    /// together.
+    pub jitter: f64,
+    /// An attempt with no answer this long after it was sent is a failure
+    /// (Svix waits 15 s; GitHub 10 s).
+    pub attempt_timeout: Span,
+    /// Attempts in flight to one receiver at once; the others wait.
+    pub concurrency: u32,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Webhooks {
+            schedule: Retries::Named(RetrySchedule::Standard),
+            jitter: 0.1,
+            attempt_timeout: Span::from_secs(15),
+            concurrency: 10,
+        }
+    }
+}
+
+/// When a receiver answers a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ack {
+    /// Does the work, then answers `200`.
+    AfterProcessing,
+    /// Queues the work and answers `202` at once: what providers advise.
+    BeforeProcessing,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Receiver {
+    pub ack: Ack,
+    /// How long applying one event takes.
+    pub work: Span,
+    /// Remember each `webhook-id` applied (in a store that survives the
+    /// receiver's restart) and apply a delivery seen before only once.
+    pub dedupe: bool,
+    /// How far a delivery's timestamp may be from the receiver's clock.
+    pub tolerance: Span,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Receiver {
+            ack: Ack::AfterProcessing,
+            work: Span::from_millis(100),
+            dedupe: true,
+            tolerance: Span::from_secs(300),
         }
     }
 }

@@ -164,7 +164,11 @@ impl Plan {
                 format!("must be between 1 and {MAX_SERVERS}"),
             ));
         }
-        let server_hosts = server_hosts(s.servers);
+        let server_hosts = if s.mechanism == Mechanism::Webhooks {
+            vec!["provider".to_string()]
+        } else {
+            server_hosts(s.servers)
+        };
         let faults = resolve_faults(s, &client_hosts, &server_hosts)?;
         Ok(Plan {
             scenario: Rc::new(scenario),
@@ -252,7 +256,7 @@ fn client_hosts(s: &Scenario) -> Vec<ClientHost> {
     };
     (1..=count)
         .map(|h| ClientHost {
-            name: format!("client-{h}"),
+            name: format!("{}-{h}", client_stem(s.mechanism)),
             clients: (1..=w.clients)
                 .filter(|id| (id - 1) % count == h - 1)
                 .collect(),
@@ -310,6 +314,15 @@ fn publication_times(s: &Scenario) -> Result<Vec<Span>, ScenarioError> {
 }
 
 /// The faults, checked and resolved to hosts.
+/// What the hosts that receive the events are called: `client-k`, or
+/// with webhooks, where they are servers the provider calls, `receiver-k`.
+pub fn client_stem(mechanism: Mechanism) -> &'static str {
+    match mechanism {
+        Mechanism::Webhooks => "receiver",
+        _ => "client",
+    }
+}
+
 /// The most servers a run may have.
 pub const MAX_SERVERS: u32 = 16;
 

@@ -28,6 +28,29 @@ pub struct ServerCtx {
     pub feed: Option<Feed>,
     /// Whether a broker runs (`broker = true`).
     pub broker: bool,
+    /// The server's database: what it keeps across a crash and restart.
+    pub store: Store,
+}
+
+/// A store beside a host, outside its process: what a database or a
+/// durable queue keeps across the host's crash and restart (the process's
+/// own memory does not survive it). One typed value per name.
+#[derive(Clone, Default)]
+pub struct Store(Rc<RefCell<std::collections::HashMap<&'static str, Rc<dyn std::any::Any>>>>);
+
+impl Store {
+    /// The value kept under `name`, made with `T::default()` the first time.
+    pub fn slot<T: Default + 'static>(&self, name: &'static str) -> Rc<T> {
+        let value = self
+            .0
+            .borrow_mut()
+            .entry(name)
+            .or_insert_with(|| Rc::new(T::default()))
+            .clone();
+        value
+            .downcast::<T>()
+            .unwrap_or_else(|_| panic!("store slot {name:?} holds another type"))
+    }
 }
 
 /// What one client gets: its number, its host's network, its own seeded RNG.
@@ -44,6 +67,8 @@ pub struct ClientCtx {
     pub publications: Publications,
     /// Where this client notes when its user posts (for latency only).
     pub post_times: PostTimes,
+    /// Its host's store, kept across the host's crash and restart.
+    pub store: Store,
 }
 
 impl ClientCtx {

@@ -49,6 +49,7 @@ pub fn server_answer(
         name: "server".into(),
         feed: None,
         broker: false,
+        store: Default::default(),
     };
     sim.host("server", move || {
         pushpull::mechanisms::server(mechanism, ctx.clone())

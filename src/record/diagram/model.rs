@@ -312,7 +312,10 @@ impl<'a> Model<'a> {
                 )),
                 Event::Publish { event, .. } => marks.push((t, host, Mark::Publish(*event))),
                 // A user pressing Send: the post itself is drawn as its frame.
-                Event::Post { .. } | Event::Transport { .. } => {}
+                Event::Post { .. }
+                | Event::Transport { .. }
+                | Event::DeadLetter { .. }
+                | Event::Refused { .. } => {}
                 Event::Deliver {
                     client,
                     event,
