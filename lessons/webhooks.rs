@@ -107,6 +107,104 @@ fn the_schedule_runs_out_into_dead_letters() {
     assert_eq!(r.lost, r.dead_lettered, "what is lost is what died");
 }
 
+/// Manual redelivery: the messages that died while receiver-2 was down
+/// are sent again when the operator replays the dead-letter list.
+#[test]
+fn replaying_the_dead_letters_delivers_them() {
+    let crash = r#"faults=[{crash="receiver-2",at="60s",restart="150s"}]"#;
+    let short = r#"webhooks.schedule=["1s"]"#;
+    let dead = run("webhooks", &[short, crash]).report;
+    assert!(dead.dead_lettered > 0);
+    assert_eq!(dead.lost, dead.dead_lettered);
+    let replayed = run(
+        "webhooks",
+        &[short, crash, "webhooks.replay_dead_letters_at=200s"],
+    )
+    .report;
+    assert_eq!(replayed.dead_lettered, dead.dead_lettered);
+    assert_eq!((replayed.lost, replayed.duplicated), (0, 0));
+}
+
+/// An attacker who overheard one genuine delivery to receiver-1 sends a
+/// forged one (its own key), the genuine headers on a changed body, and
+/// the genuine request again a minute later and past the tolerance. The
+/// two without a valid signature and the stale one are refused (400); the
+/// fresh replay passes the signature and the clock, and the dedupe store
+/// stops it. Nothing takes effect.
+#[test]
+fn forged_tampered_and_replayed_deliveries_take_no_effect() {
+    let outcome = run("webhooks", &["attacker=true", "duration=10m"]);
+    let r = &outcome.report;
+    assert_eq!(r.rejected, 3);
+    assert_eq!((r.delivered, r.duplicated, r.lost), (r.published * 3, 0, 0));
+    let why: Vec<&str> = outcome
+        .records
+        .iter()
+        .filter_map(|rec| match &rec.event {
+            Event::Refused { why, .. } => Some(why.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(why[..2], ["no matching signature", "no matching signature"]);
+    assert!(why[2].starts_with("timestamp too old"), "{why:?}");
+    // No event beyond the published ones was ever applied.
+    assert!(outcome.records.iter().all(|rec| !matches!(
+        rec.event,
+        Event::Deliver { event, .. } if event > r.published
+    )));
+}
+
+/// Why the tolerance exists, and what a wrong clock costs: a receiver
+/// whose clock is 4 minutes ahead still accepts (within 5); 6 minutes
+/// ahead or behind, it refuses every genuine delivery.
+#[test]
+fn a_clock_skewed_past_the_tolerance_refuses_genuine_deliveries() {
+    let near = run("webhooks", &["receiver.clock_skew=4m"]).report;
+    assert_eq!((near.rejected, near.lost), (0, 0));
+    for skew in ["6m", "-6m"] {
+        let skew = format!("receiver.clock_skew={skew}");
+        let far = run("webhooks", &[&skew]).report;
+        assert_eq!(far.delivered, 0, "{skew}");
+        assert!(far.rejected >= far.published * 3, "{skew}");
+    }
+}
+
+/// A burst of 1,000 events against a receiver that works on 20 at a time
+/// (1 s each) and sheds the rest with `503` and `Retry-After: 10`. The
+/// provider, sending 100 at a time, gets most of them refused at first;
+/// retries on the schedule spread them out over half an hour, and the
+/// receiver gets through all of them.
+#[test]
+fn a_burst_against_a_busy_receiver_spreads_out_on_retries() {
+    let r = run(
+        "webhooks",
+        &[
+            "network.tick=10ms",
+            "workload.clients=1",
+            r#"workload.events={rate=1000,start="15s",count=1000}"#,
+            "receiver.max_concurrent=20",
+            "receiver.work=1s",
+            "webhooks.concurrency=100",
+            "duration=1h",
+        ],
+    )
+    .report;
+    assert_eq!(r.published, 1000);
+    assert_eq!((r.lost, r.duplicated), (0, 0));
+    assert!(
+        r.retries > 1000,
+        "most were refused at first: {}",
+        r.retries
+    );
+    // The last ones waited for the 30-minute retry.
+    assert!(
+        r.latency_ms.max.unwrap() > 30.0 * 60_000.0,
+        "{:?}",
+        r.latency_ms
+    );
+    assert!(r.latency_ms.p50.unwrap() < r.latency_ms.max.unwrap() / 2.0);
+}
+
 /// The named schedules, as their providers publish them.
 #[test]
 fn the_named_schedules() {

@@ -154,7 +154,9 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         .iter()
         .map(|_| scaled_out.then(Feed::default))
         .collect();
-    for (name, feed) in plan.server_hosts.iter().zip(&feeds) {
+    // Each server's database, outside its process.
+    let stores: Vec<Store> = plan.server_hosts.iter().map(|_| Store::default()).collect();
+    for ((name, feed), store) in plan.server_hosts.iter().zip(&feeds).zip(&stores) {
         let server_ctx = ServerCtx {
             net: host_net(name, None),
             log: log.clone(),
@@ -163,7 +165,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
             name: name.clone(),
             feed: feed.clone(),
             broker: scenario.broker,
-            store: Store::default(),
+            store: store.clone(),
         };
         declare(name, Role::Server, Vec::new());
         // A closure, not a future: turmoil calls it again to restart the
@@ -259,6 +261,36 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         });
     }
 
+    // The webhooks' attacker: a host of its own, overhearing the provider.
+    if let Some(software) = mechanisms::attacker(mechanism).filter(|_| scenario.attacker) {
+        declare("attacker", Role::Attacker, Vec::new());
+        let hn = host_net("attacker", None);
+        let scenario = scenario.clone();
+        let (publications, post_times) = (log.publications(), post_times.clone());
+        let overheard = stores[0].clone();
+        sim.host("attacker", move || {
+            let ctx = ClientCtx {
+                id: 0,
+                net: hn.clone(),
+                scenario: scenario.clone(),
+                upstream: "receiver-1".into(),
+                join_after: Duration::ZERO,
+                rng: RefCell::new(ChaCha8Rng::seed_from_u64(derive_seed(
+                    scenario.seed,
+                    "attacker",
+                ))),
+                publications: publications.clone(),
+                post_times: post_times.clone(),
+                store: overheard.clone(),
+            };
+            async move {
+                software(ctx).await;
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+
     // Every host, for cuts to hold their links to all the others.
     let mut all_hosts: Vec<&str> = plan.server_hosts.iter().map(String::as_str).collect();
     if scenario.proxy.enabled {
@@ -266,6 +298,9 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
     }
     if scenario.broker {
         all_hosts.push("broker");
+    }
+    if scenario.attacker && mechanism == crate::scenario::Mechanism::Webhooks {
+        all_hosts.push("attacker");
     }
     all_hosts.extend(plan.client_hosts.iter().map(|h| h.name.as_str()));
 

@@ -71,6 +71,16 @@ pub const FIGURES: &[Figure] = &[
     Figure::new("websocket/browser_forgotten", "websocket", &["websocket.client=browser", r#"faults=[{cut="client-1",from="60s",to="62s",forget=true}]"#]).window("55s..120s"),
     Figure::new("websocket/no_resume", "websocket", &["websocket.resume=false", r#"faults=[{cut="client-1",from="60s",to="90s"}]"#]).window("55s..110s"),
     Figure::new("websocket/server_restart", "websocket", &[r#"faults=[{crash="server",at="60s",restart="70s"}]"#]).window("58s..80s"),
+    Figure::new("websocket/through_proxy", "websocket", &["proxy.enabled=true"]).window("3.9s..4.9s"),
+    Figure::new("websocket/proxy_idle", "websocket", &["proxy.enabled=true", "workload.sends=0", r#"workload.events={every="90s",start="15s"}"#, "websocket.heartbeat_timeout=200s", "websocket.heartbeat=0"]).window("70s..170s"),
+    Figure::new("websocket/proxy_heartbeat", "websocket", &["proxy.enabled=true", "workload.sends=0", r#"workload.events={every="90s",start="15s"}"#, "websocket.heartbeat_timeout=200s", "websocket.heartbeat=25s"]).window("70s..170s"),
+    Figure::new("websocket/refuse_upgrade", "websocket", &["proxy.enabled=true", "proxy.mode=refuse_upgrade"]).window("3.9s..5.3s"),
+    Figure::new("websocket/refuse_upgrade_browser", "websocket", &["proxy.enabled=true", "proxy.mode=refuse_upgrade", "websocket.client=browser"]).window("3.9s..5.3s"),
+    Figure::new("websocket/two_servers", "websocket", &["servers=2", "proxy.enabled=true"]).window("9.25s..9.6s"),
+    Figure::new("websocket/two_servers_broker", "websocket", &["servers=2", "proxy.enabled=true", "broker=true"]).window("9.25s..9.6s"),
+    Figure::new("websocket/crash_server_and_broker", "websocket", &["servers=2", "proxy.enabled=true", "broker=true", r#"faults=[{crash="server-2",at="60s",restart="70s"},{crash="broker",at="100s",restart="110s"}]"#]).window("59.9s..61.5s"),
+    Figure::new("websocket/slow_reader", "websocket", &["duration=90s", "workload.sends=0", r#"workload.events={rate=50,start="5s"}"#, "workload.payload_bytes=512", "websocket.slow_readers=1", "websocket.slow_read_pause=100ms"]).window("35.964s..36.02s"),
+    Figure::new("websocket/slow_reader_small_buffers", "websocket", &["duration=30s", "workload.sends=0", r#"workload.events={rate=20,start="5s"}"#, "workload.payload_bytes=512", "websocket.slow_readers=1", "websocket.slow_read_pause=100ms", "network.socket_buffer_kib=4", "websocket.max_queued=20"]).window("7.45s..8.45s"),
 ];
 
 /// One `pushpull compare` shown in the book: the same scenario under every
@@ -90,6 +100,7 @@ pub const COMPARISONS: &[Comparison] = &[
     Comparison { name: "compare/ticker", lesson: "sse", overrides: &[] },
     Comparison { name: "compare/streamed_answer", lesson: "sse", overrides: &[r#"workload.events={every="50ms",start="30s",count=40}"#, "workload.payload_bytes=16", "network.jitter=0ms", "short_polling.interval=1s"] },
     Comparison { name: "compare/chat_announcements", lesson: "websocket", overrides: &["workload.sends=0"] },
+    Comparison { name: "compare/chat", lesson: "websocket", overrides: &[] },
     Comparison { name: "compare/dashboard_100", lesson: "short_polling", overrides: &["workload.clients=100", "workload.client_hosts=5", "duration=5m", "short_polling.interval=60s", "workload.events={every=\"10s\", start=\"10s\"}"] },
 ];
 
@@ -110,6 +121,7 @@ pub struct Sweep {
 pub const SWEEPS: &[Sweep] = &[
     Sweep { name: "short_polling/interval_sweep", lesson: "short_polling", overrides: &["workload.events={rate=0.2, start=\"10s\"}", "workload.clients=10", "network.jitter=0ms"], param: "short_polling.interval", values: &["1s", "2s", "5s", "10s", "30s"] },
     Sweep { name: "long_polling/hold_vs_proxy", lesson: "long_polling", overrides: &["proxy.enabled=true", "proxy.idle_timeout=20s", "long_polling.client_timeout=65s"], param: "long_polling.hold", values: &["10s", "15s", "19s", "25s", "60s"] },
+    Sweep { name: "websocket/heartbeat_vs_proxy", lesson: "websocket", overrides: &["proxy.enabled=true", "workload.sends=0", r#"workload.events={every="90s",start="15s"}"#, "websocket.heartbeat_timeout=200s"], param: "websocket.heartbeat", values: &["0", "25s", "55s", "75s"] },
 ];
 
 /// A raw `text/event-stream` file (under `book/src/`) decoded as EventSource

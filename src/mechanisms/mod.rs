@@ -43,6 +43,15 @@ pub fn client(mechanism: Mechanism, ctx: ClientCtx) -> ClientSoftware {
     }
 }
 
+/// The attacker's software, for a mechanism that has one (webhooks: a
+/// host that forges, tampers with and replays deliveries).
+pub fn attacker(mechanism: Mechanism) -> Option<fn(ClientCtx) -> ClientSoftware> {
+    match mechanism {
+        Mechanism::Webhooks => Some(|ctx| Box::pin(webhooks::attacker(ctx))),
+        _ => None,
+    }
+}
+
 /// How a proxy relaying `mechanism`'s messages counts the events in them,
 /// for its trace (it relays bytes; the mechanism knows what they mean).
 pub fn event_counters(mechanism: Mechanism) -> EventCounters {

@@ -202,6 +202,8 @@ struct ProviderStore {
     /// (subscription, event) -> its state.
     pending: RefCell<BTreeMap<(usize, u64), Pending>>,
     dead_letters: RefCell<Vec<(usize, u64)>>,
+    /// The dead letters were sent again (`replay_dead_letters_at`).
+    replayed: Cell<bool>,
     /// Wakes the dispatcher when an attempt ends or a receiver subscribes.
     changed: tokio::sync::Notify,
 }
@@ -228,6 +230,11 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
 /// in which they arrive.
 async fn dispatch(ctx: Rc<ServerCtx>, store: Rc<ProviderStore>) {
     let concurrency = ctx.scenario.webhooks.concurrency as usize;
+    let replay_at = ctx
+        .scenario
+        .webhooks
+        .replay_dead_letters_at
+        .map(|t| t.as_micros());
     loop {
         let published = ctx.log.notified();
         tokio::pin!(published);
@@ -236,6 +243,18 @@ async fn dispatch(ctx: Rc<ServerCtx>, store: Rc<ProviderStore>) {
         tokio::pin!(changed);
         changed.as_mut().enable();
         let now = now_us();
+        // Manual redelivery: the dead letters get a fresh schedule.
+        if replay_at.is_some_and(|at| now >= at) && !store.replayed.get() {
+            store.replayed.set(true);
+            for key in store.dead_letters.borrow_mut().drain(..) {
+                let fresh = Pending {
+                    failures: 0,
+                    due_us: now,
+                    in_flight: false,
+                };
+                store.pending.borrow_mut().insert(key, fresh);
+            }
+        }
         let last = ctx.log.last_id();
         for event in store.fanned_out.get() + 1..=last {
             for (i, sub) in store.subscriptions.borrow().iter().enumerate() {
@@ -276,6 +295,9 @@ async fn dispatch(ctx: Rc<ServerCtx>, store: Rc<ProviderStore>) {
         for (sub, event, failures) in start {
             let run = deliver(ctx.clone(), store.clone(), sub, event, failures);
             tokio::task::spawn_local(run);
+        }
+        if let Some(at) = replay_at.filter(|_| !store.replayed.get()) {
+            next_due = next_due.min(at);
         }
         let wait = Duration::from_micros(next_due.saturating_sub(now).min(u64::MAX / 4));
         tokio::select! {
@@ -406,6 +428,13 @@ async fn attempt_once(
         Ok(conn) => conn,
         Err(e) => return failed(format!("connect failed: {e}")),
     };
+    if sub.id == "sub_1" {
+        let tap = ctx.store.slot::<Wiretap>(WIRETAP);
+        if tap.captured.borrow().is_none() {
+            *tap.captured.borrow_mut() = Some(request.clone());
+            tap.seen.notify_one();
+        }
+    }
     let mut label =
         Label::new(Kind::Request, request.summary()).carrying(Some(Carried::from(Some(event), 1)));
     label.attempt = attempt;
@@ -509,6 +538,97 @@ fn parse_url(url: &str) -> Option<(String, u16, String)> {
     (!host.is_empty()).then(|| (host.to_string(), port, path.to_string()))
 }
 // ANCHOR_END: provider
+
+/// What the attacker overheard: the first delivery to receiver-1, as if
+/// read off the wire (plain HTTP), from a proxy's log, or from a request
+/// pasted into a bug report. (The model hands it over through the
+/// provider's store; a real attacker needs only to see one request.)
+#[derive(Default)]
+struct Wiretap {
+    captured: RefCell<Option<Request>>,
+    seen: tokio::sync::Notify,
+}
+
+const WIRETAP: &str = "wiretap";
+
+// ANCHOR: attacker
+/// The attacker: waits to overhear one genuine delivery to receiver-1,
+/// then tries four ways to make it act on something the provider did not
+/// send. Every one must fail: the first two on the signature, the third on
+/// the dedupe store, the last on the timestamp.
+pub async fn attacker(ctx: ClientCtx) {
+    let tap = ctx.store.slot::<Wiretap>(WIRETAP);
+    let genuine = loop {
+        let seen = tap.seen.notified();
+        tokio::pin!(seen);
+        seen.as_mut().enable();
+        if let Some(request) = tap.captured.borrow().clone() {
+            break request;
+        }
+        seen.await;
+    };
+    let tolerance = ctx.scenario.receiver.tolerance.to_std();
+    let attacks = [
+        (Duration::from_secs(1), Attack::Forged),
+        (Duration::from_secs(2), Attack::Tampered),
+        (Duration::from_secs(60), Attack::Replayed),
+        (tolerance + Duration::from_secs(60), Attack::Replayed),
+    ];
+    let start = tokio::time::Instant::now();
+    for (after, attack) in attacks {
+        tokio::time::sleep_until(start + after).await;
+        let mut request = genuine.clone();
+        match attack {
+            // A delivery of the attacker's making, signed with a key that
+            // is not the receiver's.
+            Attack::Forged => {
+                let body = br#"{"type":"payment.succeeded","timestamp":"2026-01-01T00:00:00Z","data":{"event":999999,"order":"ord_999999","note":"refund me"}}"#.to_vec();
+                let id = "msg_999999";
+                let stamp = unix_now();
+                let signature = webhook::sign(b"a guessed key", id, stamp as i64, &body);
+                set_header(&mut request, webhook::ID_HEADER, id.into());
+                set_header(&mut request, webhook::TIMESTAMP_HEADER, stamp.to_string());
+                set_header(&mut request, webhook::SIGNATURE_HEADER, signature);
+                request.body = body;
+            }
+            // The genuine headers on a changed body.
+            Attack::Tampered => {
+                let text = String::from_utf8_lossy(&request.body).replacen("ord_", "ord_9", 1);
+                request.body = text.into_bytes();
+            }
+            // The genuine request, byte for byte.
+            Attack::Replayed => {}
+        }
+        let host = request
+            .header("host")
+            .and_then(|h| h.rsplit_once(':'))
+            .map(|(h, p)| (h.to_string(), p.parse().unwrap_or(80)));
+        let Some((host, port)) = host else { return };
+        let Ok(mut conn) = ctx.net.connect(&host, port, Attempt::First).await else {
+            continue;
+        };
+        if conn.send_request(&request, Attempt::First).await.is_ok() {
+            let _ = conn.read_response().await;
+        }
+        conn.close("done").await;
+    }
+}
+
+/// What the attacker does with what it overheard.
+#[derive(Clone, Copy)]
+enum Attack {
+    Forged,
+    Tampered,
+    Replayed,
+}
+
+fn set_header(request: &mut Request, name: &str, value: String) {
+    request
+        .headers
+        .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    request.headers.push((name.to_string(), value));
+}
+// ANCHOR_END: attacker
 
 // ANCHOR: receiver
 /// What a receiver keeps across its restart (its database): its
@@ -617,11 +737,13 @@ async fn serve_delivery(
     let receiver = &ctx.scenario.receiver;
     // The checks run on the raw body bytes, before any parsing.
     let headers = Headers::from_pairs(&request.headers);
+    // The receiver's clock, as wrong as `receiver.clock_skew` makes it.
+    let now = unix_now() as i64 + receiver.clock_skew.0.div_euclid(1_000_000);
     let verdict = webhook::verify(
         &key,
         &headers,
         &request.body,
-        unix_now() as i64,
+        now,
         receiver.tolerance.as_micros() / 1_000_000,
     );
     let id = match verdict {
@@ -643,6 +765,14 @@ async fn serve_delivery(
             .await;
         return conn.close("refused").await;
     };
+    // Load shedding: past `max_concurrent` deliveries in hand, come back
+    // later (and say when).
+    if receiver.max_concurrent > 0 && working.borrow().len() >= receiver.max_concurrent as usize {
+        let mut busy = Response::error(503, "busy: try again later");
+        busy.headers.push(("Retry-After".into(), "10".into()));
+        let _ = conn.send_response(&busy, None).await;
+        return conn.close("shed load").await;
+    }
     let seen_key = format!("{}/{id}", ctx.id);
     let work = receiver.work.to_std();
     let ok = |status| Response::new(status, "text/plain", Vec::new());
@@ -675,8 +805,10 @@ async fn serve_delivery(
             if receiver.dedupe {
                 store.applied.borrow_mut().insert(seen_key.clone());
             }
+            working.borrow_mut().insert(seen_key.clone());
             let _ = conn.send_response(&ok(202), None).await;
             sleep(work).await;
+            working.borrow_mut().remove(&seen_key);
             ctx.deliver(payload.data.event);
         }
     }

@@ -52,6 +52,8 @@ pub enum Role {
     Server,
     /// Passes messages between servers (publish/subscribe, as Redis is used).
     Broker,
+    /// Sends forged, tampered and replayed requests.
+    Attacker,
 }
 
 /// Which way a message travels on a connection: `up` from the side that opened

@@ -36,7 +36,7 @@ pub mod plan;
 pub mod span;
 
 pub use plan::{CutKind, FaultPlan, Plan};
-pub use span::{Bandwidth, Span};
+pub use span::{Bandwidth, Offset, Span};
 
 use serde::{Deserialize, Serialize};
 use span::zero_is_off;
@@ -112,6 +112,11 @@ pub struct Scenario {
     /// one hop later. Without it each server's members hear only what that
     /// server heard.
     pub broker: bool,
+    /// With webhooks: an `attacker` host that captures a genuine delivery
+    /// to receiver-1 and sends it a forged one (wrong key), a tampered one
+    /// (changed body, captured signature), and the captured one again,
+    /// inside the tolerance and past it.
+    pub attacker: bool,
     /// An optional HTTP proxy (a load balancer) between clients and server.
     pub proxy: Proxy,
     pub faults: Vec<Fault>,
@@ -135,6 +140,7 @@ impl Default for Scenario {
             receiver: Receiver::default(),
             servers: 1,
             broker: false,
+            attacker: false,
             proxy: Proxy::default(),
             faults: Vec::new(),
         }
@@ -525,6 +531,10 @@ pub struct Webhooks {
     pub attempt_timeout: Span,
     /// Attempts in flight to one receiver at once; the others wait.
     pub concurrency: u32,
+    /// Manual redelivery: at this time the provider sends every message
+    /// in its dead-letter list again, with a fresh schedule. `0`: never.
+    #[serde(with = "zero_is_off")]
+    pub replay_dead_letters_at: Option<Span>,
 }
 
 impl Default for Webhooks {
@@ -534,6 +544,7 @@ impl Default for Webhooks {
             jitter: 0.1,
             attempt_timeout: Span::from_secs(15),
             concurrency: 10,
+            replay_dead_letters_at: None,
         }
     }
 }
@@ -559,6 +570,13 @@ pub struct Receiver {
     pub dedupe: bool,
     /// How far a delivery's timestamp may be from the receiver's clock.
     pub tolerance: Span,
+    /// The receiver's clock runs this far ahead of true time (`"-10m"`:
+    /// behind). Past the tolerance, genuine deliveries look too old (or
+    /// from the future) and are refused.
+    pub clock_skew: Offset,
+    /// Deliveries the receiver works on at once; one more is answered
+    /// `503 Service Unavailable` with `Retry-After: 10`. `0`: no limit.
+    pub max_concurrent: u32,
 }
 
 impl Default for Receiver {
@@ -568,6 +586,8 @@ impl Default for Receiver {
             work: Span::from_millis(100),
             dedupe: true,
             tolerance: Span::from_secs(300),
+            clock_skew: Offset(0),
+            max_concurrent: 0,
         }
     }
 }

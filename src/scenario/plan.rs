@@ -205,6 +205,12 @@ fn cross_section_warnings(s: &Scenario, warnings: &mut Vec<String>) {
             s.mechanism.name()
         ));
     }
+    if s.attacker && s.mechanism != Mechanism::Webhooks {
+        warnings.push(format!(
+            "attacker = true: the attacker only attacks webhook receivers; {} runs without it",
+            s.mechanism.name()
+        ));
+    }
     if s.broker && s.servers == 1 {
         warnings.push(
             "broker = true with one server: every message takes the extra hop through the broker, and no member is on another server to gain from it".into(),
@@ -349,6 +355,9 @@ fn resolve_faults(
     }
     if s.broker {
         hosts.push("broker".into());
+    }
+    if s.attacker && s.mechanism == Mechanism::Webhooks {
+        hosts.push("attacker".into());
     }
     let mut plans = Vec::new();
     for (i, f) in s.faults.iter().enumerate() {

@@ -118,6 +118,43 @@ impl<'de> Deserialize<'de> for Span {
     }
 }
 
+/// A signed offset: a span ahead (`"90s"`) or behind (`"-90s"`), for a
+/// clock that is wrong.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Offset(pub i64);
+
+impl Offset {
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1e6
+    }
+}
+
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        write!(f, "{sign}{}", Span(self.0.unsigned_abs()))
+    }
+}
+
+impl Serialize for Offset {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Offset {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Offset, D::Error> {
+        let text = String::deserialize(d)?;
+        let (negative, magnitude) = match text.trim().strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text.trim()),
+        };
+        let span = Span::parse(magnitude).map_err(serde::de::Error::custom)?;
+        let micros = i64::try_from(span.0).map_err(serde::de::Error::custom)?;
+        Ok(Offset(if negative { -micros } else { micros }))
+    }
+}
+
 /// Serde for a span where `0` means "off": `None` in the code, `"0s"` in a
 /// file, so that every timeout a learner can switch off is switched off the
 /// same way, and the code says `Option` where it means "maybe never".

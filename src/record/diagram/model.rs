@@ -153,7 +153,7 @@ pub(super) fn host_order(role: Option<Role>, host: &str) -> (u8, &str, u64, &str
         Some(Role::Client) => 0,
         Some(Role::Server) => 2,
         Some(Role::Broker) => 3,
-        Some(Role::Proxy) | None => 1,
+        Some(Role::Proxy | Role::Attacker) | None => 1,
     };
     let (stem, number) = match host.rsplit_once('-') {
         Some((stem, n)) if n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() => {
