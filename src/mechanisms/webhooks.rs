@@ -33,7 +33,7 @@
 
 use crate::record::trace::{Event, Kind};
 use crate::scenario::plan::derive_seed;
-use crate::scenario::{Ack, Retries, RetrySchedule, Scenario};
+use crate::scenario::{Ack, Ordering, Retries, RetrySchedule, Scenario};
 use crate::wire::http::{Request, Response};
 use crate::wire::webhook::{self, Headers};
 use crate::world::conn::{Attempt, Carried, Label};
@@ -84,7 +84,16 @@ pub struct Payload {
 pub struct OrderData {
     pub event: u64,
     pub order: String,
+    /// The order's version this event makes: 1 created, 2 updated, 3 paid.
+    pub version: u32,
     pub note: String,
+}
+
+/// The order event `id` is about, and the version it makes: each order is
+/// created, updated, then paid, three events in a row.
+pub fn order_of(id: u64) -> (String, u32) {
+    let index = id.saturating_sub(1);
+    (format!("ord_{}", index / 3 + 1), (index % 3) as u32 + 1)
 }
 
 /// `2026-01-01T00:00:42Z` for `unix` seconds (the run's clock).
@@ -401,7 +410,8 @@ async fn attempt_once(
         timestamp: rfc3339(sent_at),
         data: OrderData {
             event,
-            order: format!("ord_{event}"),
+            order: order_of(event).0,
+            version: order_of(event).1,
             note: data.data,
         },
     })
@@ -637,6 +647,8 @@ fn set_header(request: &mut Request, name: &str, value: String) {
 struct ReceiverStore {
     keys: RefCell<BTreeMap<u32, Rc<Vec<u8>>>>,
     applied: RefCell<HashSet<String>>,
+    /// Per receiver and order, the version applied last.
+    versions: RefCell<BTreeMap<(u32, String), u32>>,
 }
 
 /// Each receiver listens on its own port (several may share a host).
@@ -776,6 +788,22 @@ async fn serve_delivery(
     let seen_key = format!("{}/{id}", ctx.id);
     let work = receiver.work.to_std();
     let ok = |status| Response::new(status, "text/plain", Vec::new());
+    // Nothing promises the order of deliveries: an update can come before
+    // its order's creation (whose first attempt failed). A receiver that
+    // checks versions answers one that comes too early with 409, and the
+    // provider's retry brings it back after the one it needs.
+    if receiver.ordering == Ordering::VersionCheck {
+        let order = (ctx.id, payload.data.order.clone());
+        let current = store.versions.borrow().get(&order).copied().unwrap_or(0);
+        if payload.data.version > current + 1 {
+            let why = format!(
+                "{} is at version {current}; this is version {}",
+                order.1, payload.data.version
+            );
+            let _ = conn.send_response(&Response::error(409, &why), None).await;
+            return conn.close("too early").await;
+        }
+    }
     if receiver.dedupe {
         // Applied before: acknowledge, do nothing.
         if store.applied.borrow().contains(&seen_key) {
@@ -809,7 +837,7 @@ async fn serve_delivery(
             let _ = conn.send_response(&ok(202), None).await;
             sleep(work).await;
             working.borrow_mut().remove(&seen_key);
-            ctx.deliver(payload.data.event);
+            apply(&ctx, &store, &seen_key, payload.data.event);
         }
     }
     conn.close("answered").await
@@ -820,6 +848,10 @@ fn apply(ctx: &ClientCtx, store: &ReceiverStore, seen_key: &str, event: u64) {
     if ctx.scenario.receiver.dedupe {
         store.applied.borrow_mut().insert(seen_key.to_string());
     }
+    let (order, version) = order_of(event);
+    let mut versions = store.versions.borrow_mut();
+    let current = versions.entry((ctx.id, order)).or_default();
+    *current = (*current).max(version);
     ctx.deliver(event);
 }
 // ANCHOR_END: receiver

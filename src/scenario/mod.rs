@@ -559,6 +559,17 @@ pub enum Ack {
     BeforeProcessing,
 }
 
+/// How a receiver treats deliveries that arrive out of their order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// Applies each as it comes, whatever came before.
+    AsArrived,
+    /// Each event carries its order's version; one that comes before the
+    /// version it follows is answered `409` and comes back on a retry.
+    VersionCheck,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Receiver {
@@ -574,6 +585,9 @@ pub struct Receiver {
     /// behind). Past the tolerance, genuine deliveries look too old (or
     /// from the future) and are refused.
     pub clock_skew: Offset,
+    /// What the receiver does with an event that arrives before the one
+    /// it follows (an order's update before its creation).
+    pub ordering: Ordering,
     /// Deliveries the receiver works on at once; one more is answered
     /// `503 Service Unavailable` with `Retry-After: 10`. `0`: no limit.
     pub max_concurrent: u32,
@@ -587,6 +601,7 @@ impl Default for Receiver {
             dedupe: true,
             tolerance: Span::from_secs(300),
             clock_skew: Offset(0),
+            ordering: Ordering::AsArrived,
             max_concurrent: 0,
         }
     }
