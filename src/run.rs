@@ -69,9 +69,16 @@ pub struct RunOutcome {
 }
 
 /// Runs the same plan (network, workload, faults) under every mechanism, in
-/// `Mechanism::ALL` order: what `pushpull compare` prints.
+/// `Mechanism::ALL` order: what `pushpull compare` prints. A webhooks
+/// scenario adds webhooks last: a partner polling an orders API, or
+/// holding a stream, against being called when an order changes.
 pub fn compare(plan: &Plan) -> Result<Vec<Report>, String> {
-    crate::scenario::Mechanism::ALL
+    use crate::scenario::Mechanism;
+    let mut mechanisms = Mechanism::ALL.to_vec();
+    if plan.scenario.mechanism == Mechanism::Webhooks {
+        mechanisms.push(Mechanism::Webhooks);
+    }
+    mechanisms
         .iter()
         .map(|&mechanism| {
             let options = RunOptions {

@@ -184,6 +184,35 @@ impl Plan {
     pub fn with_mechanism(&self, mechanism: Mechanism) -> Plan {
         let mut scenario = (*self.scenario).clone();
         scenario.mechanism = mechanism;
+        // Webhooks name their hosts differently (provider, receiver-k):
+        // resolve the hosts again, and the faults with them, renamed.
+        if client_stem(mechanism) != client_stem(self.scenario.mechanism)
+            || (mechanism == Mechanism::Webhooks)
+                != (self.scenario.mechanism == Mechanism::Webhooks)
+        {
+            let (from, to) = (client_stem(self.scenario.mechanism), client_stem(mechanism));
+            let server = |m| {
+                if m == Mechanism::Webhooks {
+                    "provider"
+                } else {
+                    "server"
+                }
+            };
+            let rename = |host: &mut String| {
+                if let Some(n) = host.strip_prefix(&format!("{from}-")) {
+                    *host = format!("{to}-{n}");
+                } else if host == server(self.scenario.mechanism) {
+                    *host = server(mechanism).to_string();
+                }
+            };
+            for fault in &mut scenario.faults {
+                fault.cut.as_mut().map(rename);
+                fault.crash.as_mut().map(rename);
+            }
+            let mut plan = Plan::new(scenario).expect("the same scenario, renamed, is valid");
+            plan.warnings.clear();
+            return plan;
+        }
         Plan {
             scenario: Rc::new(scenario),
             ..self.clone()
