@@ -10,6 +10,7 @@ use pushpull::record::trace::Event;
 use pushpull::scenario::{Retries, RetrySchedule};
 use std::time::Duration;
 
+// ANCHOR: one_post
 /// "The provider calls the receiver": in a fault-free run each event is
 /// one signed POST per receiver, applied once, a few round trips after it
 /// happened; nobody polls, nobody holds a connection.
@@ -29,7 +30,9 @@ fn each_event_is_one_signed_post_per_receiver() {
         "only registrations reach the provider"
     );
 }
+// ANCHOR_END: one_post
 
+// ANCHOR: receiver_down
 /// The receiver is down for 140 s. Every attempt in that time fails; the
 /// provider keeps each message and tries again on its schedule (5 s, then
 /// 5 min after the first failure), so nothing is lost: the late ones
@@ -65,6 +68,44 @@ fn nothing_is_lost_while_the_receiver_is_down() {
         assert!((150.0..=345.0).contains(&s), "{s} s late");
     }
 }
+// ANCHOR_END: receiver_down
+
+// ANCHOR: at_least_once
+/// Two hours down: receiver-1 crashes at 30 min and is back at 2 h 30 min,
+/// in an 8-hour run with an order event every 10 minutes (100 ms ticks: the
+/// run covers hours of simulated time in a few seconds). Each message
+/// waits for its next scheduled attempt after the recovery: 30 min, 2 h or
+/// 5 h after its first failure, so the late ones arrive between half an
+/// hour and three hours late, and not in the order they happened.
+#[test]
+fn two_hours_down_and_nothing_lost() {
+    let outcome = run(
+        "webhooks",
+        &[
+            "duration=8h",
+            "network.tick=100ms",
+            r#"workload.events={every="10m",start="15s"}"#,
+            r#"faults=[{crash="receiver-1",at="30m",restart="150m"}]"#,
+        ],
+    );
+    let r = &outcome.report;
+    assert_eq!((r.lost, r.duplicated, r.dead_lettered), (0, 0, 0));
+    let late: Vec<f64> = outcome
+        .records
+        .iter()
+        .filter_map(|rec| match rec.event {
+            Event::Deliver {
+                client: 1,
+                latency_us,
+                ..
+            } if latency_us > 60_000_000 => Some(latency_us as f64 / 60e6),
+            _ => None,
+        })
+        .collect();
+    assert!(late.len() >= 10, "the events of two hours: {late:?}");
+    assert!(late.iter().all(|m| (25.0..=200.0).contains(m)), "{late:?}");
+    assert!(r.out_of_order > 0, "retries do not keep the order");
+}
 
 /// At least once, so sometimes twice: work that outlasts the provider's
 /// 15 s attempt timeout looks like a failure, and the message comes again
@@ -89,7 +130,9 @@ fn slow_work_doubles_events_unless_the_receiver_dedupes() {
     .report;
     assert_eq!((early.duplicated, early.retries), (0, 0));
 }
+// ANCHOR_END: at_least_once
 
+// ANCHOR: dead_letters
 /// After the last attempt of its schedule, a message goes to the dead
 /// letters: with two retries a second apart and a receiver that never
 /// comes back, every event after the crash ends there.
@@ -106,7 +149,9 @@ fn the_schedule_runs_out_into_dead_letters() {
     assert!(r.dead_lettered > 0);
     assert_eq!(r.lost, r.dead_lettered, "what is lost is what died");
 }
+// ANCHOR_END: dead_letters
 
+// ANCHOR: replay
 /// Manual redelivery: the messages that died while receiver-2 was down
 /// are sent again when the operator replays the dead-letter list.
 #[test]
@@ -124,7 +169,9 @@ fn replaying_the_dead_letters_delivers_them() {
     assert_eq!(replayed.dead_lettered, dead.dead_lettered);
     assert_eq!((replayed.lost, replayed.duplicated), (0, 0));
 }
+// ANCHOR_END: replay
 
+// ANCHOR: attacker
 /// An attacker who overheard one genuine delivery to receiver-1 sends a
 /// forged one (its own key), the genuine headers on a changed body, and
 /// the genuine request again a minute later and past the tolerance. The
@@ -153,7 +200,9 @@ fn forged_tampered_and_replayed_deliveries_take_no_effect() {
         Event::Deliver { event, .. } if event > r.published
     )));
 }
+// ANCHOR_END: attacker
 
+// ANCHOR: clock_skew
 /// Why the tolerance exists, and what a wrong clock costs: a receiver
 /// whose clock is 4 minutes ahead still accepts (within 5); 6 minutes
 /// ahead or behind, it refuses every genuine delivery.
@@ -168,7 +217,9 @@ fn a_clock_skewed_past_the_tolerance_refuses_genuine_deliveries() {
         assert!(far.rejected >= far.published * 3, "{skew}");
     }
 }
+// ANCHOR_END: clock_skew
 
+// ANCHOR: burst
 /// A burst of 1,000 events against a receiver that works on 20 at a time
 /// (1 s each) and sheds the rest with `503` and `Retry-After: 10`. The
 /// provider, sending 100 at a time, gets most of them refused at first;
@@ -204,7 +255,9 @@ fn a_burst_against_a_busy_receiver_spreads_out_on_retries() {
     );
     assert!(r.latency_ms.p50.unwrap() < r.latency_ms.max.unwrap() / 2.0);
 }
+// ANCHOR_END: burst
 
+// ANCHOR: ordering
 /// "Nothing promises their order": order 1 is created, updated and paid
 /// half a second apart, while receiver-1 is cut off for the first 300 ms.
 /// The creation's connection waits for TCP's SYN retransmission, so the
@@ -228,7 +281,9 @@ fn an_update_can_overtake_its_creation_and_a_version_check_puts_it_back() {
     assert_eq!((checked.out_of_order, checked.lost), (0, 0));
     assert!(checked.retries > 0, "the early update came back on a retry");
 }
+// ANCHOR_END: ordering
 
+// ANCHOR: schedules
 /// The named schedules, as their providers publish them.
 #[test]
 fn the_named_schedules() {
@@ -266,6 +321,7 @@ fn the_named_schedules() {
     assert_eq!(retry_delay(&custom, 1), Some(Duration::from_secs(1)));
     assert_eq!(retry_delay(&custom, 2), None);
 }
+// ANCHOR_END: schedules
 
 /// The default run, as a snapshot: any change to it is a change to see.
 #[test]
