@@ -140,12 +140,17 @@ pub struct Headers<'a> {
 
 impl<'a> Headers<'a> {
     /// Picks the three from `(name, value)` pairs (names in any case).
+    /// Svix, whose scheme the specification adopted, sends the same three
+    /// as `svix-id`, `svix-timestamp` and `svix-signature`: read too.
     pub fn from_pairs(pairs: &'a [(String, String)]) -> Headers<'a> {
         let find = |name: &str| {
-            pairs
-                .iter()
-                .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.trim())
+            let svix = name.replacen("webhook-", "svix-", 1);
+            [name, svix.as_str()].into_iter().find_map(|wanted| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| n.trim().eq_ignore_ascii_case(wanted))
+                    .map(|(_, v)| v.trim())
+            })
         };
         Headers {
             id: find(ID_HEADER),
@@ -320,6 +325,18 @@ mod tests {
             decode_secret("whsec_not base64!"),
             Err(Refusal::BadSecret(_))
         ));
+    }
+
+    #[test]
+    fn svix_header_names_are_read_too() {
+        let pairs = vec![
+            ("svix-id".to_string(), ID.to_string()),
+            ("Svix-Timestamp".to_string(), "1614265330".to_string()),
+            ("svix-signature".to_string(), SIGNATURE.to_string()),
+        ];
+        let key = decode_secret(SECRET).unwrap();
+        let headers = Headers::from_pairs(&pairs);
+        assert_eq!(verify(&key, &headers, BODY, TIMESTAMP, 300), Ok(ID));
     }
 
     #[test]
