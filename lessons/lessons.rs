@@ -7,6 +7,7 @@
 //! and asserts on what actually crossed the simulated network. Change a number
 //! in a scenario file under lessons/ and run again to see which claims still hold.
 
+mod jobs;
 mod long_polling;
 mod short_polling;
 mod sse;

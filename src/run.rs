@@ -268,6 +268,22 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         });
     }
 
+    // Hosts behind the server (the jobs' queue and worker), each with a
+    // store that outlives its crashes.
+    let backends = mechanisms::backends(mechanism);
+    for (name, software) in &backends {
+        declare(name, Role::Backend, Vec::new());
+        let (hn, store, scenario, software) = (
+            host_net(name, None),
+            Store::default(),
+            scenario.clone(),
+            *software,
+        );
+        sim.host(*name, move || {
+            software(hn.clone(), store.clone(), scenario.clone())
+        });
+    }
+
     // The webhooks' attacker: a host of its own, overhearing the provider.
     if let Some(software) = mechanisms::attacker(mechanism).filter(|_| scenario.attacker) {
         declare("attacker", Role::Attacker, Vec::new());
@@ -309,6 +325,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
     if scenario.attacker && mechanism == crate::scenario::Mechanism::Webhooks {
         all_hosts.push("attacker");
     }
+    all_hosts.extend(backends.iter().map(|(name, _)| *name));
     all_hosts.extend(plan.client_hosts.iter().map(|h| h.name.as_str()));
 
     // The schedule: publications and faults, in time order.

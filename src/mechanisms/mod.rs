@@ -4,17 +4,21 @@
 //! [`Mechanism`]: the run asks here which software each host runs.
 
 pub mod chat;
+pub mod jobs;
 pub mod long_polling;
 pub mod short_polling;
 pub mod sse;
 pub mod webhooks;
 pub mod websocket;
 
-use crate::scenario::Mechanism;
+use crate::scenario::{Mechanism, Scenario};
+use crate::world::context::Store;
 use crate::world::context::{ClientCtx, ServerCtx};
+use crate::world::network::HostNet;
 use crate::world::proxy::EventCounters;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 
 /// A host's software, as turmoil runs it.
 pub type HostSoftware = Pin<Box<dyn Future<Output = turmoil::Result>>>;
@@ -29,6 +33,7 @@ pub fn server(mechanism: Mechanism, ctx: ServerCtx) -> HostSoftware {
         Mechanism::Sse => Box::pin(sse::server(ctx)),
         Mechanism::Websocket => Box::pin(websocket::server(ctx)),
         Mechanism::Webhooks => Box::pin(webhooks::server(ctx)),
+        Mechanism::Jobs => Box::pin(jobs::server(ctx)),
     }
 }
 
@@ -40,6 +45,28 @@ pub fn client(mechanism: Mechanism, ctx: ClientCtx) -> ClientSoftware {
         Mechanism::Sse => Box::pin(sse::client(ctx)),
         Mechanism::Websocket => Box::pin(websocket::client(ctx)),
         Mechanism::Webhooks => Box::pin(webhooks::client(ctx)),
+        Mechanism::Jobs => Box::pin(jobs::client(ctx)),
+    }
+}
+
+/// A host behind a server: it gets its network, its store (kept across its
+/// crashes) and the scenario.
+pub type BackendSoftware = fn(HostNet, Store, Rc<Scenario>) -> HostSoftware;
+
+/// The hosts a mechanism runs behind its server (the jobs' queue and
+/// worker), by name, with what each runs.
+pub fn backends(mechanism: Mechanism) -> Vec<(&'static str, BackendSoftware)> {
+    match mechanism {
+        Mechanism::Jobs => vec![
+            ("queue", |net, store, s| {
+                let visibility = s.jobs.visibility_timeout.to_std();
+                Box::pin(jobs::queue(net, store, visibility))
+            }),
+            ("worker", |net, _, s| {
+                Box::pin(jobs::worker(net, s.jobs.work.to_std()))
+            }),
+        ],
+        _ => Vec::new(),
     }
 }
 
@@ -62,7 +89,7 @@ pub fn event_counters(mechanism: Mechanism) -> EventCounters {
             frame: |_| None,
         },
         // No proxy between provider and receivers.
-        Mechanism::Webhooks => EventCounters {
+        Mechanism::Webhooks | Mechanism::Jobs => EventCounters {
             answer: |_| None,
             block: |_| None,
             frame: |_| None,

@@ -193,8 +193,10 @@ impl Observer for Metrics {
                         }
                     }
                 }
-                // A webhook provider's deliveries are requests too.
-                if role == Some(Role::Server) && *kind == Kind::Request {
+                // A webhook provider's deliveries are requests too (the
+                // ones carrying events: not a server's calls to its own
+                // backends).
+                if role == Some(Role::Server) && *kind == Kind::Request && events.is_some() {
                     self.requests += 1;
                     if *retry {
                         self.retries += 1;

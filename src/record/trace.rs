@@ -54,6 +54,8 @@ pub enum Role {
     Broker,
     /// Sends forged, tampered and replayed requests.
     Attacker,
+    /// Works behind the server: a message queue, a worker.
+    Backend,
 }
 
 /// Which way a message travels on a connection: `up` from the side that opened

@@ -46,6 +46,8 @@ impl Scenario {
         self.websocket.check(warnings)?;
         self.webhooks.check()?;
         self.receiver.check()?;
+        at_least_1ms("jobs.poll_interval", self.jobs.poll_interval)?;
+        at_least_1ms("jobs.visibility_timeout", self.jobs.visibility_timeout)?;
         self.proxy.check()
     }
 }

@@ -20,6 +20,7 @@ pub const LESSONS: &[(&str, &str)] = &[
     ("sse", include_str!("../../lessons/sse.toml")),
     ("websocket", include_str!("../../lessons/websocket.toml")),
     ("webhooks", include_str!("../../lessons/webhooks.toml")),
+    ("jobs", include_str!("../../lessons/jobs.toml")),
 ];
 
 /// Finds a scenario by lesson name or file path, applies the overrides and

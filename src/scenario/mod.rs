@@ -53,6 +53,10 @@ pub enum Mechanism {
     /// The provider calls the receivers: signed POSTs, retried on a
     /// schedule. Hosts are `provider` and `receiver-1` .. `receiver-N`.
     Webhooks,
+    /// The async-job pattern: the API queues each job (`queue` host), a
+    /// `worker` does it, and the front ends learn the outcome by polling
+    /// or by a callback (`jobs.notify`).
+    Jobs,
 }
 
 impl Mechanism {
@@ -73,6 +77,7 @@ impl Mechanism {
             Mechanism::Sse => "sse",
             Mechanism::Websocket => "websocket",
             Mechanism::Webhooks => "webhooks",
+            Mechanism::Jobs => "jobs",
         }
     }
 }
@@ -100,6 +105,7 @@ pub struct Scenario {
     pub websocket: WebSocket,
     pub webhooks: Webhooks,
     pub receiver: Receiver,
+    pub jobs: Jobs,
     /// How many servers run the mechanism. With more than one, the proxy
     /// (if enabled) balances connections over them round robin, as nginx's
     /// `upstream` block does; without a proxy, client k connects to server
@@ -138,6 +144,7 @@ impl Default for Scenario {
             websocket: WebSocket::default(),
             webhooks: Webhooks::default(),
             receiver: Receiver::default(),
+            jobs: Jobs::default(),
             servers: 1,
             broker: false,
             attacker: false,
@@ -557,6 +564,40 @@ pub enum Ack {
     AfterProcessing,
     /// Queues the work and answers `202` at once: what providers advise.
     BeforeProcessing,
+}
+
+/// How a front end learns that its job is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobNotify {
+    /// Asks the API's status endpoint every `poll_interval`.
+    Poll,
+    /// Registers a URL; the API calls it, signed, when a job is done.
+    Callback,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Jobs {
+    pub notify: JobNotify,
+    /// How long the worker takes over one job.
+    pub work: Span,
+    /// Polling front ends ask this often.
+    pub poll_interval: Span,
+    /// A job taken from the queue and not acknowledged within this long is
+    /// given out again (SQS's visibility timeout: 30 s by default).
+    pub visibility_timeout: Span,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs {
+            notify: JobNotify::Poll,
+            work: Span::from_secs(5),
+            poll_interval: Span::from_secs(2),
+            visibility_timeout: Span::from_secs(30),
+        }
+    }
 }
 
 /// How a receiver treats deliveries that arrive out of their order.

@@ -388,6 +388,9 @@ fn resolve_faults(
     if s.attacker && s.mechanism == Mechanism::Webhooks {
         hosts.push("attacker".into());
     }
+    if s.mechanism == Mechanism::Jobs {
+        hosts.extend(["queue".into(), "worker".into()]);
+    }
     let mut plans = Vec::new();
     for (i, f) in s.faults.iter().enumerate() {
         let at = |field: &str| format!("faults.{i}.{field}");

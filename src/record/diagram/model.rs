@@ -152,7 +152,7 @@ pub(super) fn host_order(role: Option<Role>, host: &str) -> (u8, &str, u64, &str
     let rank = match role {
         Some(Role::Client) => 0,
         Some(Role::Server) => 2,
-        Some(Role::Broker) => 3,
+        Some(Role::Broker | Role::Backend) => 3,
         Some(Role::Proxy | Role::Attacker) | None => 1,
     };
     let (stem, number) = match host.rsplit_once('-') {
