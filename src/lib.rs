@@ -11,7 +11,7 @@
 //! loss, cut-offs, forgetful middleboxes, crashes and proxies in simulated
 //! time. What it
 //! is not: a load tester or a production library. Each mechanism is written to
-//! be read; webhooks are not here yet.
+//! be read.
 //!
 //! ## Map of the crate
 //!
@@ -30,6 +30,8 @@
 //! | | [`mechanisms::sse`] | Server-Sent Events: server and EventSource client | "Server-Sent Events" |
 //! | | [`mechanisms::websocket`] | WebSocket: the handshake, frames, the chat room and its clients | "WebSocket" |
 //! | | [`mechanisms::chat`] | the chat over HTTP: posts as `POST /messages`, for the three HTTP mechanisms | "WebSocket" |
+//! | | [`mechanisms::webhooks`] | webhooks: the provider's signed deliveries and retries, the receivers, the attacker | "Webhooks" |
+//! | | [`mechanisms::jobs`] | the async-job pattern: a queue, a worker, and polling or a callback for the outcome | "Webhooks" |
 //! | 2 the simulated world | [`world::proxy`] | an HTTP proxy (and load balancer) between clients and servers: idle timeout, buffering, WebSocket tunnels | "Long polling", "Server-Sent Events", "WebSocket" |
 //! | | [`world::broker`] | a pub/sub host between servers, as Redis is used | "WebSocket" |
 //! | | [`world::context`] | what the server and each client run with | |
@@ -45,6 +47,7 @@
 //! | 0 wire formats | [`wire::http`] | HTTP/1.1 messages as bytes, chunked coding: pure, no I/O | every chapter |
 //! | | [`wire::event_stream`] | the `text/event-stream` parser, as browsers interpret it | "Server-Sent Events" |
 //! | | [`wire::websocket`] | RFC 6455: the handshake, frames, masking, the failure rules | "WebSocket" |
+//! | | [`wire::webhook`] | Standard Webhooks signatures: sign, verify, the tolerance | "Webhooks" |
 //!
 //! So the world never reads the report (a run's numbers come from its trace
 //! only), and never uses the mechanisms: the run hands it what a mechanism
