@@ -70,7 +70,7 @@ fn nothing_is_lost_while_the_receiver_is_down() {
 }
 // ANCHOR_END: receiver_down
 
-// ANCHOR: at_least_once
+// ANCHOR: two_hours_down
 /// Two hours down: receiver-1 crashes at 30 min and is back at 2 h 30 min,
 /// in an 8-hour run with an order event every 10 minutes (100 ms ticks: the
 /// run covers hours of simulated time in a few seconds). Each message
@@ -106,7 +106,9 @@ fn two_hours_down_and_nothing_lost() {
     assert!(late.iter().all(|m| (25.0..=200.0).contains(m)), "{late:?}");
     assert!(r.out_of_order > 0, "retries do not keep the order");
 }
+// ANCHOR_END: two_hours_down
 
+// ANCHOR: at_least_once
 /// At least once, so sometimes twice: work that outlasts the provider's
 /// 15 s attempt timeout looks like a failure, and the message comes again
 /// while the first is still being applied. Without deduplication the

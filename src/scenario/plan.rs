@@ -158,6 +158,19 @@ impl Plan {
                 ),
             ));
         }
+        // Receivers and callback front ends listen on port 8000 + their
+        // number: the port range ends there.
+        if matches!(s.mechanism, Mechanism::Webhooks | Mechanism::Jobs)
+            && s.workload.clients > 50_000
+        {
+            return Err(err(
+                "workload.clients",
+                format!(
+                    "{} listens on port 8000 + the client's number: at most 50000 clients",
+                    s.mechanism.name()
+                ),
+            ));
+        }
         if s.servers == 0 || s.servers > MAX_SERVERS {
             return Err(err(
                 "servers",
