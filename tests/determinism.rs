@@ -117,3 +117,26 @@ fn scaled_out_chat_with_faults_is_deterministic() {
     other.push("seed=8");
     assert_ne!(a, hash_of("websocket", &other));
 }
+
+/// Webhooks with the attacker, retries and jitter, and the job queue with
+/// a worker crash: same seed, same trace.
+#[test]
+fn webhooks_and_jobs_are_deterministic() {
+    let webhooks = [
+        "attacker=true",
+        "network.jitter=30ms",
+        "network.loss=0.02",
+        "receiver.work=20s",
+        r#"faults=[{crash="receiver-2",at="40s",restart="50s"}]"#,
+    ];
+    assert_eq!(
+        hash_of("webhooks", &webhooks),
+        hash_of("webhooks", &webhooks)
+    );
+    let jobs = [
+        "jobs.notify=callback",
+        "network.jitter=30ms",
+        r#"faults=[{crash="worker",at="62s",restart="70s"}]"#,
+    ];
+    assert_eq!(hash_of("jobs", &jobs), hash_of("jobs", &jobs));
+}
