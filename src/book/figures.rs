@@ -81,6 +81,27 @@ pub const FIGURES: &[Figure] = &[
     Figure::new("websocket/crash_server_and_broker", "websocket", &["servers=2", "proxy.enabled=true", "broker=true", r#"faults=[{crash="server-2",at="60s",restart="70s"},{crash="broker",at="100s",restart="110s"}]"#]).window("59.9s..61.5s"),
     Figure::new("websocket/slow_reader", "websocket", &["duration=90s", "workload.sends=0", r#"workload.events={rate=50,start="5s"}"#, "workload.payload_bytes=512", "websocket.slow_readers=1", "websocket.slow_read_pause=100ms"]).window("35.964s..36.02s"),
     Figure::new("websocket/slow_reader_small_buffers", "websocket", &["duration=30s", "workload.sends=0", r#"workload.events={rate=20,start="5s"}"#, "workload.payload_bytes=512", "websocket.slow_readers=1", "websocket.slow_read_pause=100ms", "network.socket_buffer_kib=4", "websocket.max_queued=20"]).window("7.45s..8.45s"),
+    Figure::new("webhooks/default", "webhooks", &[]).window("14.95s..15.35s"),
+    Figure::new("webhooks/receiver_down_refused", "webhooks", &["duration=10m", r#"faults=[{crash="receiver-1",at="60s",restart="200s"}]"#]).window("74.95s..80.5s"),
+    Figure::new("webhooks/receiver_down", "webhooks", &["duration=10m", r#"faults=[{crash="receiver-1",at="60s",restart="200s"}]"#]).window("372.7s..375.3s"),
+    Figure::new("webhooks/two_hours_down", "webhooks", &["duration=8h", "network.tick=100ms", r#"workload.events={every="10m",start="15s"}"#, r#"faults=[{crash="receiver-1",at="30m",restart="150m"}]"#]).window("8995s..9420s"),
+    Figure::new("webhooks/doubles", "webhooks", &["receiver.work=20s", "receiver.dedupe=false"]).window("14.9s..56s"),
+    Figure::new("webhooks/deduped", "webhooks", &["receiver.work=20s"]).window("14.9s..56s"),
+    Figure::new("webhooks/ack_early", "webhooks", &["receiver.work=20s", "receiver.dedupe=false", "receiver.ack=before_processing"]).window("14.9s..56s"),
+    Figure::new("webhooks/ack_early_crash", "webhooks", &["duration=10m", "receiver.work=20s", "receiver.ack=before_processing", r#"faults=[{crash="receiver-1",at="20s",restart="30s"}]"#]).window("14.9s..36s"),
+    Figure::new("webhooks/ack_after_crash", "webhooks", &["duration=10m", "receiver.work=20s", r#"faults=[{crash="receiver-1",at="20s",restart="30s"}]"#]).window("14.9s..36s"),
+    Figure::new("webhooks/dead_letters", "webhooks", &[r#"webhooks.schedule=["1s"]"#, r#"faults=[{crash="receiver-2",at="60s",restart="150s"}]"#]).window("74.95s..76.4s"),
+    Figure::new("webhooks/replayed", "webhooks", &[r#"webhooks.schedule=["1s"]"#, r#"faults=[{crash="receiver-2",at="60s",restart="150s"}]"#, "webhooks.replay_dead_letters_at=200s"]).window("199.95s..200.35s"),
+    Figure::new("webhooks/attacker", "webhooks", &["attacker=true", "duration=10m"]).window("16.2s..17.3s"),
+    Figure::new("webhooks/attacker_replay", "webhooks", &["attacker=true", "duration=10m"]).window("75.1s..75.3s"),
+    Figure::new("webhooks/attacker_late", "webhooks", &["attacker=true", "duration=10m"]).window("375.1s..375.3s"),
+    Figure::new("webhooks/clock_skew", "webhooks", &["receiver.clock_skew=6m"]).window("14.95s..20.75s"),
+    Figure::new("webhooks/out_of_order", "webhooks", &["network.jitter=0ms", r#"workload.events={at=["15s","15.5s","16s"]}"#, r#"faults=[{cut="receiver-1",from="14.9s",to="15.2s",reset=true}]"#, "receiver.ordering=as_arrived"]).window("14.85s..16.3s"),
+    Figure::new("webhooks/version_check", "webhooks", &["network.jitter=0ms", r#"workload.events={at=["15s","15.5s","16s"]}"#, r#"faults=[{cut="receiver-1",from="14.9s",to="15.2s",reset=true}]"#, "receiver.ordering=version_check"]).window("14.85s..21.6s"),
+    Figure::new("webhooks/burst", "webhooks", &["network.tick=10ms", "workload.clients=1", r#"workload.events={rate=1000,start="15s",count=1000}"#, "receiver.max_concurrent=20", "receiver.work=1s", "webhooks.concurrency=100", "duration=1h"]).window("15.175s..15.2s"),
+    Figure::new("jobs/poll", "jobs", &[]).window("9.9s..16.8s"),
+    Figure::new("jobs/callback", "jobs", &["jobs.notify=callback"]).window("9.9s..16.8s"),
+    Figure::new("jobs/worker_crash", "jobs", &["jobs.notify=callback", r#"faults=[{crash="worker",at="62s",restart="70s"}]"#]).window("61s..107s"),
 ];
 
 /// One `pushpull compare` shown in the book: the same scenario under every
@@ -101,6 +122,7 @@ pub const COMPARISONS: &[Comparison] = &[
     Comparison { name: "compare/streamed_answer", lesson: "sse", overrides: &[r#"workload.events={every="50ms",start="30s",count=40}"#, "workload.payload_bytes=16", "network.jitter=0ms", "short_polling.interval=1s"] },
     Comparison { name: "compare/chat_announcements", lesson: "websocket", overrides: &["workload.sends=0"] },
     Comparison { name: "compare/chat", lesson: "websocket", overrides: &[] },
+    Comparison { name: "compare/orders_feed", lesson: "webhooks", overrides: &[] },
     Comparison { name: "compare/dashboard_100", lesson: "short_polling", overrides: &["workload.clients=100", "workload.client_hosts=5", "duration=5m", "short_polling.interval=60s", "workload.events={every=\"10s\", start=\"10s\"}"] },
 ];
 

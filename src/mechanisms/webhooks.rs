@@ -2,19 +2,23 @@
 //! and nobody polls: when an order is created, the provider POSTs it to
 //! every receiver that subscribed, signed so the receiver knows it is
 //! genuine (`wire::webhook`), and tries again, for hours or days, until a
-//! `2xx` says it arrived:
+//! `2xx` says it arrived. Event 7 (order 3 created, with
+//! `workload.payload_bytes = 7` so that its note is short, and the
+//! specification's example secret; a unit test pins these bytes):
 //!
 //! ```text
 //! POST /webhooks HTTP/1.1\r\n
 //! Host: receiver-1:8001\r\n
 //! Content-Type: application/json\r\n
 //! webhook-id: msg_7\r\n
-//! webhook-timestamp: 1767225642\r\n
-//! webhook-signature: v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=\r\n
-//! Content-Length: 109\r\n
+//! webhook-timestamp: 1767225810\r\n
+//! webhook-signature: v1,R2h8BhYV3GsR5/vhepNdmBdP9FDdIv3nie07H2KG6gA=\r\n
+//! Connection: close\r\n
+//! Content-Length: 123\r\n
 //! \r\n
-//! {"type":"order.created","timestamp":"2026-01-01T00:00:42Z","data":{"event":7,"order":"ord_7","note":"..."}}
+//! {"type":"order.created","timestamp":"2026-01-01T00:03:30Z","data":{"event":7,"order":"ord_3","version":1,"note":"event 7"}}
 //!                                             HTTP/1.1 200 OK\r\n
+//!                                             Content-Type: text/plain\r\n
 //!                                             Content-Length: 0\r\n
 //!                                             \r\n
 //! ```
@@ -193,6 +197,17 @@ struct Subscription {
     disabled: bool,
 }
 
+impl Subscription {
+    /// The receiver's client number, for the trace only: our receivers
+    /// listen on port 8000 + their number (a provider knows only URLs).
+    fn client(&self) -> Option<u32> {
+        self.port
+            .checked_sub(8000)
+            .map(u32::from)
+            .filter(|&c| c > 0)
+    }
+}
+
 /// A delivery not done yet.
 #[derive(Clone, Debug)]
 struct Pending {
@@ -325,7 +340,8 @@ enum Outcome {
     Gone,
     /// Try again, not before `at_least` if the receiver said so
     /// (`Retry-After` on 429 and 503). Why it failed is in the trace, on
-    /// the connection.
+    /// the connection (an attempt abandoned at the timeout shows as a
+    /// request with no answer).
     Failed {
         at_least: Option<Duration>,
     },
@@ -378,12 +394,20 @@ async fn deliver(
                         p.due_us = now_us() + delay.as_micros() as u64;
                         p.in_flight = false;
                     }
+                    if let Some(client) = subscription.client() {
+                        ctx.net.trace.record(Event::RetryScheduled {
+                            client,
+                            event,
+                            in_ms: delay.as_millis() as u64,
+                        });
+                    }
                 }
                 None => {
                     store.pending.borrow_mut().remove(&key);
                     store.dead_letters.borrow_mut().push(key);
                     ctx.net.trace.record(Event::DeadLetter {
                         subscription: subscription.id.clone(),
+                        client: subscription.client(),
                         event,
                     });
                 }
@@ -393,32 +417,24 @@ async fn deliver(
     store.changed.notify_one();
 }
 
-/// Connects, sends the signed POST, reads the answer.
-async fn attempt_once(
-    ctx: &ServerCtx,
-    sub: &Subscription,
-    event: u64,
-    attempt: Attempt,
-) -> Outcome {
-    let failed = |_why: String| Outcome::Failed { at_least: None };
-    let Some(data) = ctx.log.after(event - 1, 1).pop() else {
-        return failed("the event is gone".into());
-    };
-    let sent_at = unix_now();
+/// The signed POST of `event` (whose payload note is `note`, which happened
+/// at `happened` unix seconds) to `sub`, signed at `sent_at`.
+fn delivery(sub: &Subscription, event: u64, note: String, happened: u64, sent_at: u64) -> Request {
+    let (order, version) = order_of(event);
     let body = serde_json::to_vec(&Payload {
         kind: event_type(event).into(),
-        timestamp: rfc3339(sent_at),
+        timestamp: rfc3339(happened),
         data: OrderData {
             event,
-            order: order_of(event).0,
-            version: order_of(event).1,
-            note: data.data,
+            order,
+            version,
+            note,
         },
     })
     .expect("a payload always serializes");
     let id = format!("msg_{event}");
     let signature = webhook::sign(&sub.key, &id, sent_at as i64, &body);
-    let request = Request {
+    Request {
         method: "POST".into(),
         target: sub.path.clone(),
         minor_version: 1,
@@ -433,7 +449,27 @@ async fn attempt_once(
             ("Connection".into(), "close".into()),
         ],
         body,
+    }
+}
+
+/// Connects, sends the signed POST, reads the answer.
+async fn attempt_once(
+    ctx: &ServerCtx,
+    sub: &Subscription,
+    event: u64,
+    attempt: Attempt,
+) -> Outcome {
+    let failed = |_why: String| Outcome::Failed { at_least: None };
+    let Some(data) = ctx.log.after(event - 1, 1).pop() else {
+        return failed("the event is gone".into());
     };
+    let sent_at = unix_now();
+    // The payload's timestamp is when the event happened (the same in every
+    // attempt); the header's is when this attempt was signed.
+    let happened_us = ctx.log.publications().of(event).unwrap_or_default();
+    let run_started = sent_at - now_us() / 1_000_000;
+    let happened = run_started + happened_us / 1_000_000;
+    let request = delivery(sub, event, data.data, happened, sent_at);
     let mut conn = match ctx.net.connect(&sub.host, sub.port, attempt).await {
         Ok(conn) => conn,
         Err(e) => return failed(format!("connect failed: {e}")),
@@ -592,7 +628,7 @@ pub async fn attacker(ctx: ClientCtx) {
             // A delivery of the attacker's making, signed with a key that
             // is not the receiver's.
             Attack::Forged => {
-                let body = br#"{"type":"payment.succeeded","timestamp":"2026-01-01T00:00:00Z","data":{"event":999999,"order":"ord_999999","note":"refund me"}}"#.to_vec();
+                let body = br#"{"type":"payment.succeeded","timestamp":"2026-01-01T00:00:00Z","data":{"event":999999,"order":"ord_999999","version":3,"note":"refund me"}}"#.to_vec();
                 let id = "msg_999999";
                 let stamp = unix_now();
                 let signature = webhook::sign(b"a guessed key", id, stamp as i64, &body);
@@ -855,3 +891,35 @@ fn apply(ctx: &ClientCtx, store: &ReceiverStore, seen_key: &str, event: u64) {
     ctx.deliver(event);
 }
 // ANCHOR_END: receiver
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes the module's doc shows: event 7 (order 3 created) to
+    /// receiver-1, with the specification's example secret, happened at
+    /// 00:03:30 and signed at once.
+    #[test]
+    fn a_delivery_byte_for_byte() {
+        let sub = Subscription {
+            id: "sub_1".into(),
+            host: "receiver-1".into(),
+            port: 8001,
+            path: "/webhooks".into(),
+            key: webhook::decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+            events: Vec::new(),
+            disabled: false,
+        };
+        let at = 1_767_225_600 + 210;
+        let request = delivery(&sub, 7, "event 7".into(), at, at);
+        let text = String::from_utf8(request.to_bytes()).unwrap();
+        let doc: String = include_str!("webhooks.rs")
+            .lines()
+            .skip_while(|l| !l.starts_with("//! POST /webhooks"))
+            .take_while(|l| !l.starts_with("//!   "))
+            .map(|l| l.trim_start_matches("//! ").replace("\\r\\n", "\r\n") + "\n")
+            .collect::<String>()
+            .replace("\r\n\n", "\r\n");
+        assert_eq!(text, doc.trim_end_matches('\n'), "{text}");
+    }
+}

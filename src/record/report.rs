@@ -30,6 +30,8 @@ pub struct Metrics {
     posts_in: HashSet<(u32, u64)>,
     dead_lettered: u64,
     rejected: u64,
+    /// (client, event) deliveries a webhook provider will try again.
+    retry_pending: BTreeSet<(u32, u64)>,
     /// Clients that switched transport, and to which (the last switch).
     switched_to: BTreeMap<u32, String>,
     posts_doubled: u64,
@@ -114,7 +116,15 @@ impl Observer for Metrics {
                     }
                 }
             }
-            Event::DeadLetter { .. } => self.dead_lettered += 1,
+            Event::DeadLetter { client, event, .. } => {
+                self.dead_lettered += 1;
+                if let Some(client) = client {
+                    self.retry_pending.remove(&(*client, *event));
+                }
+            }
+            Event::RetryScheduled { client, event, .. } => {
+                self.retry_pending.insert((*client, *event));
+            }
             Event::Refused { .. } => self.rejected += 1,
             Event::Post { client, message } => {
                 self.posted += 1;
@@ -315,6 +325,12 @@ impl Metrics {
                 }
             }
         }
+        // A webhook still due another attempt is on its way too.
+        for &(client, id) in &self.retry_pending {
+            if !self.was_delivered(client, id) {
+                in_flight.insert((client, id));
+            }
+        }
         let mut held = BTreeSet::new();
         for (upstream, ids) in &self.held_at_proxy {
             if let Some(client) = self.client_of(upstream) {
@@ -437,7 +453,8 @@ pub struct Report {
     /// ended: published x clients - delivered - the two below.
     pub lost: u64,
     /// (client, event) pairs on their way when the run ended: sent, not yet
-    /// received (TCP may still be retransmitting them).
+    /// received (TCP may still be retransmitting them), or waiting for a
+    /// webhook provider's next attempt.
     pub in_flight_at_end: u64,
     /// (client, event) pairs a proxy had received and was holding (a
     /// buffering proxy) when the run ended.

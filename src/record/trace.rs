@@ -257,9 +257,17 @@ pub enum Event {
     },
     /// Client `client`'s user posted its chat message number `message`.
     Post { client: u32, message: u64 },
-    /// The provider gave up on delivering `event` to `subscription` after
-    /// its last attempt: the message goes to the dead-letter list.
-    DeadLetter { subscription: String, event: u64 },
+    /// The provider gave up on delivering `event` to `subscription`
+    /// (receiver `client`) after its last attempt: the message goes to the
+    /// dead-letter list.
+    DeadLetter {
+        subscription: String,
+        client: Option<u32>,
+        event: u64,
+    },
+    /// An attempt to deliver `event` to receiver `client` failed; the
+    /// provider tries again in `in_ms`.
+    RetryScheduled { client: u32, event: u64, in_ms: u64 },
     /// Receiver `client` refused a delivery (answered 400), and why.
     Refused { client: u32, why: String },
     /// Client `client` switched to another transport (a WebSocket client

@@ -35,8 +35,9 @@ use std::fmt;
 pub const SECRET_PREFIX: &str = "whsec_";
 /// The signature scheme this module speaks (symmetric, HMAC-SHA256).
 pub const VERSION: &str = "v1";
-/// How far a timestamp may be from the receiver's clock, either way: the
-/// specification's (and its libraries') 5 minutes.
+/// How far a timestamp may be from the receiver's clock, either way. The
+/// specification asks for "some allowable tolerance"; its reference
+/// libraries use 5 minutes.
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 pub const ID_HEADER: &str = "webhook-id";

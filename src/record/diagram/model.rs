@@ -45,6 +45,9 @@ pub(super) struct Message<'a> {
 impl Message<'_> {
     pub(super) fn look(&self) -> Look {
         match (self.kind, self.events) {
+            // A request that carries events (a webhook delivery, a job's
+            // callback) is data too.
+            (Kind::Request, Some(n)) if n > 0 => Look::Data,
             (Kind::Request, _) => Look::Request,
             (_, Some(0)) => Look::Empty,
             (_, Some(_)) => Look::Data,
@@ -315,6 +318,7 @@ impl<'a> Model<'a> {
                 Event::Post { .. }
                 | Event::Transport { .. }
                 | Event::DeadLetter { .. }
+                | Event::RetryScheduled { .. }
                 | Event::Refused { .. } => {}
                 Event::Deliver {
                     client,
