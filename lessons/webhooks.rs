@@ -1,6 +1,7 @@
 //! Lesson: webhooks. Checks the claims of the "Webhooks" chapter on real
-//! runs of the study notes' shop (work in progress: the attacker, clock
-//! skew and the async-job pattern are still to come).
+//! runs of the study notes' shop: retries through outages, doubles and
+//! dedupe, dead letters and replay, the attacker, clock skew, order, and a
+//! burst (the async-job pattern has its own lesson, `jobs.rs`).
 //!
 //!     cargo test --test lessons webhooks
 

@@ -166,8 +166,80 @@ fn the_browsers_websocket_stays_closed_after_a_reset() {
     );
     assert_eq!(r.lost, published - shown(&outcome.records, 1).len() as u64);
     assert!(r.messages_up < r.posted);
+    // Not one message published after the reset reaches client-1.
+    let after_reset: Vec<u64> = outcome
+        .records
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Publish { event, .. } if r.t_us >= 60_000_000 => Some(event),
+            _ => None,
+        })
+        .collect();
+    assert!(!after_reset.is_empty());
+    let seen = shown(&outcome.records, 1);
+    assert!(after_reset.iter().all(|e| !seen.contains(e)));
 }
 // ANCHOR_END: browser
+
+/// The reconnect policies, as their libraries define them: socket.io's
+/// 1 s doubling to 5 s with 50% jitter either way, SignalR's 0, 2, 10, 30 s
+/// then giving up, RFC 6455's random 0-5 s then a doubling window, and a
+/// list of our own that gives up after its last entry.
+#[test]
+fn the_named_reconnect_schedules() {
+    use pushpull::mechanisms::websocket::reconnect_delay;
+    use pushpull::scenario::{Reconnect, ReconnectSchedule, Span};
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut delays = |schedule: &Reconnect, attempts: u32| {
+        (1..=attempts)
+            .map(|n| reconnect_delay(schedule, n, &mut rng).map(|d| d.as_millis() as u64))
+            .collect::<Vec<_>>()
+    };
+    let named = |n| Reconnect::Named(n);
+    assert_eq!(
+        delays(&named(ReconnectSchedule::Signalr), 5),
+        [Some(0), Some(2000), Some(10000), Some(30000), None]
+    );
+    assert_eq!(delays(&named(ReconnectSchedule::Off), 1), [None]);
+    for _ in 0..200 {
+        let socketio = delays(&named(ReconnectSchedule::Socketio), 6);
+        let bases = [1000, 2000, 4000, 8000, 16000, 32000];
+        for (delay, base) in socketio.iter().zip(bases) {
+            let delay = delay.expect("socket.io never gives up");
+            assert!(
+                delay >= (base / 2).min(5000) && delay <= (base * 3 / 2).min(5000),
+                "{delay}"
+            );
+        }
+        let rfc = delays(&named(ReconnectSchedule::Rfc6455), 9);
+        for (n, delay) in rfc.iter().enumerate() {
+            let window = 5000u64 << n.min(6);
+            assert!(delay.expect("the RFC never gives up") <= window);
+        }
+    }
+    let own = Reconnect::Delays(vec![Span::from_secs(1), Span::from_secs(3)]);
+    assert_eq!(delays(&own, 3), [Some(1000), Some(3000), None]);
+}
+
+/// A member's device crashes at 60 s and comes back at 70 s: its page
+/// reconnects and its user goes on posting. Post numbers are kept with
+/// the page (as in localStorage), so the room takes the new posts as new,
+/// not as resends of the old ones.
+#[test]
+fn a_client_that_restarts_keeps_posting_without_its_posts_taken_for_resends() {
+    let r = run(
+        "websocket",
+        &[r#"faults=[{crash="client-1",at="60s",restart="70s"}]"#],
+    )
+    .report;
+    assert_eq!(r.posts_doubled, 0);
+    assert!(r.posted > 0);
+    assert_eq!(
+        r.messages_up, r.posted,
+        "every post made while the device was up enters the room"
+    );
+}
 
 // ANCHOR: resilient
 /// The resilient client (heartbeats, backoff, resume) across every way a

@@ -59,7 +59,7 @@ pub use crate::mechanisms::websocket::{Post, RoomMessage};
 use crate::record::trace::{Event, HostTrace};
 use crate::scenario::Span;
 use crate::wire::http::{Request, Response};
-use crate::world::conn::Attempt;
+use crate::world::conn::{Attempt, Conn};
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::event_log::{EventLog, PostTimes, payload};
 use crate::world::network::TcpConn;
@@ -68,6 +68,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep, timeout};
 
 /// Where posts go.
@@ -117,7 +118,11 @@ impl Chat {
 
     /// Answers `request` on `conn` if it is the chat's (`/messages`);
     /// `None`, without a byte written, if it is not.
-    pub async fn serve(&self, conn: &mut TcpConn, request: &Request) -> Option<Served> {
+    pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+        &self,
+        conn: &mut Conn<S>,
+        request: &Request,
+    ) -> Option<Served> {
         let response = self.answer(request)?;
         if let Err(e) = conn.send_response(&response, None).await {
             return Some(Served::Broken(format!("write failed: {e}")));
@@ -236,9 +241,14 @@ pub async fn user_posts(ctx: Rc<ClientCtx>, outbox: Outbox, every: Span) {
         .borrow_mut()
         .random_range(0..every.as_micros().max(1));
     sleep(Duration::from_micros(first)).await;
-    let mut number = 0;
+    // The last post number lives in the client's store (the page's
+    // localStorage), not in this task: after the device restarts, a post
+    // numbered 1 again would be taken for a resend of the old post 1 and
+    // dropped by the server's dedupe.
+    let numbers = ctx.store.slot::<std::cell::Cell<u64>>("chat_last_post");
     while Span::from_std(turmoil::sim_elapsed().unwrap_or_default()) < ctx.scenario.duration {
-        number += 1;
+        let number = numbers.get() + 1;
+        numbers.set(number);
         ctx.net.trace.record(Event::Post {
             client: id,
             message: number,
