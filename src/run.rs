@@ -51,6 +51,10 @@ pub struct RunOptions {
     pub trace_file: Option<Box<dyn Write>>,
     /// Keep the records in memory (for the diagram and for lessons).
     pub keep_records: bool,
+    /// Give up when the real clock passes this (the book's playground bounds
+    /// every run it starts). It only ever stops a run; it never changes what
+    /// a finished run did, so determinism is untouched.
+    pub wall_deadline: Option<std::time::Instant>,
 }
 
 impl Default for RunOptions {
@@ -58,6 +62,7 @@ impl Default for RunOptions {
         RunOptions {
             trace_file: None,
             keep_records: true,
+            wall_deadline: None,
         }
     }
 }
@@ -84,6 +89,7 @@ pub fn compare(plan: &Plan) -> Result<Vec<Report>, String> {
             let options = RunOptions {
                 trace_file: None,
                 keep_records: false,
+                wall_deadline: None,
             };
             run(&plan.with_mechanism(mechanism), options).map(|outcome| outcome.report)
         })
@@ -427,6 +433,15 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         }
         if now >= end {
             break;
+        }
+        if let Some(deadline) = options.wall_deadline
+            && std::time::Instant::now() >= deadline
+        {
+            return Err(format!(
+                "the run was stopped after {} of {} simulated: it took longer than its \
+                 wall-time limit (fewer clients or a shorter duration run faster)",
+                now, end
+            ));
         }
         sim.step()
             .map_err(|e| format!("the simulation stopped: {e}"))?;

@@ -18,11 +18,14 @@
 //! (`tests/book.rs`) fails when a fresh run would write something else, so the
 //! book cannot drift from the code.
 //!
-//! The catalogue is `figures.rs`; running it, `render.rs`. The web server
-//! (`--serve`) and the benchmark live with the binary.
+//! The catalogue is `figures.rs`; running it, `render.rs`; the "Try it"
+//! panels' runs, `playground.rs` (`POST /api/run`), served by `serve.rs`
+//! with the built book (`--serve`).
 
 mod figures;
+pub mod playground;
 mod render;
+pub mod serve;
 
 pub use figures::*;
 pub use render::*;

@@ -20,6 +20,7 @@ pub fn render_figure(figure: &Figure) -> Result<Vec<(PathBuf, String)>, String> 
         RunOptions {
             trace_file: None,
             keep_records: true,
+            wall_deadline: None,
         },
     )
     .map_err(fail)?;
@@ -302,5 +303,10 @@ pub fn render_figures() -> Result<Vec<(PathBuf, String)>, String> {
     for r in results {
         files.extend(r?);
     }
+    // The playground's panels read each figure's parameters from here.
+    files.push((
+        Path::new(GENERATED_DIR).join("figures.js"),
+        super::playground::figures_script()?,
+    ));
     Ok(files)
 }

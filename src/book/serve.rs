@@ -1,36 +1,84 @@
-//! `pushpull book --serve`: a tiny static file server, enough to read the
-//! built book in a browser. Real sockets, blocking, bound to 127.0.0.1.
+//! `pushpull book --serve`: the built book in a browser, and the runs its
+//! "Try it" panels ask for (`POST /api/run`, see [`super::playground`]).
+//! Real sockets, blocking, one thread and one request per connection,
+//! bound to 127.0.0.1 by the caller. Requests are read with the project's
+//! own HTTP/1.1 parser ([`crate::wire::http::decode_request`]).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use super::playground::{self, Limits, RunRequest};
+use crate::wire::http::decode_request;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
-/// Serves the files under `root` on `listener`, forever: one thread and one
-/// request per connection.
+/// The largest request the server reads (a run request is a few hundred
+/// bytes): past it, `413`.
+const MAX_REQUEST: usize = 64 * 1024;
+
+/// One run at a time: a run takes a core, and this machine may have two.
+/// A second panel's run waits for the first.
+static RUNNING: Mutex<()> = Mutex::new(());
+
+/// Serves the files under `root` on `listener`, and the playground's API,
+/// forever.
 pub fn serve_dir(root: &Path, listener: TcpListener) {
+    serve_with(root, listener, Limits::default())
+}
+
+/// [`serve_dir`] with other bounds on the runs.
+pub fn serve_with(root: &Path, listener: TcpListener, limits: Limits) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let root = root.to_path_buf();
         std::thread::spawn(move || {
-            let _ = handle_connection(&root, stream);
+            let _ = handle_connection(&root, stream, &limits);
         });
     }
 }
 
-fn handle_connection(root: &Path, mut stream: TcpStream) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?.take(16 * 1024));
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Skip the headers: nothing in them changes the answer.
+/// Reads one whole request (head and body), or the answer that refuses it.
+fn read_request(stream: &mut TcpStream) -> Result<crate::wire::http::Request, Response> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            break;
+        match decode_request(&buf) {
+            Ok(Some((request, _))) => return Ok(request),
+            Ok(None) => {}
+            Err(e) => return Err(text_response("400 Bad Request", &e.to_string())),
+        }
+        if buf.len() > MAX_REQUEST {
+            return Err(text_response("413 Content Too Large", "request too large"));
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return Err(text_response("400 Bad Request", "incomplete request")),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    let response = respond(root, &request_line);
+}
+
+fn handle_connection(root: &Path, mut stream: TcpStream, limits: &Limits) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let response = match read_request(&mut stream) {
+        Err(refusal) => refusal,
+        Ok(request) => match (request.method.as_str(), request.path()) {
+            (_, "/api/run") if request.method != "POST" => {
+                text_response("405 Method Not Allowed", "POST a JSON run request")
+            }
+            ("POST", "/api/run") => api_run(&request.body, limits),
+            (_, "/api/health") => json_response(
+                "200 OK",
+                &serde_json::json!({
+                    "playground": true,
+                    "lessons": crate::scenario::lessons::LESSONS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                }),
+            ),
+            _ => respond(
+                root,
+                &format!("{} {} HTTP/1.1", request.method, request.target),
+            ),
+        },
+    };
     let location = response
         .location
         .as_deref()
@@ -45,6 +93,34 @@ fn handle_connection(root: &Path, mut stream: TcpStream) -> std::io::Result<()> 
     stream.write_all(head.as_bytes())?;
     stream.write_all(&response.body)?;
     stream.flush()
+}
+
+/// `POST /api/run`: `200` with the run, or `400` with the CLI's message.
+fn api_run(body: &[u8], limits: &Limits) -> Response {
+    let request: RunRequest = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(e) => {
+            return json_response(
+                "400 Bad Request",
+                &serde_json::json!({ "error": format!("the request is not a run request: {e}") }),
+            );
+        }
+    };
+    // A run that panicked poisons the lock, not the server.
+    let _one_at_a_time = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    match playground::run_request(&request, limits) {
+        Ok(answer) => json_response("200 OK", &answer),
+        Err(error) => json_response("400 Bad Request", &serde_json::json!({ "error": error })),
+    }
+}
+
+fn json_response(status: &'static str, value: &impl serde::Serialize) -> Response {
+    Response {
+        status,
+        content_type: "application/json",
+        location: None,
+        body: serde_json::to_vec(value).expect("answers serialize"),
+    }
 }
 
 /// An HTTP response of the static file server.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses part of it
 
+pub mod browser;
+
 use pushpull::record::trace::{Dir, Tracer};
 use pushpull::scenario::{Mechanism, Plan};
 use pushpull::world::conn::Conn;

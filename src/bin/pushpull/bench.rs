@@ -132,6 +132,7 @@ pub fn bench() -> Result<(), String> {
             RunOptions {
                 trace_file: None,
                 keep_records: false,
+                wall_deadline: None,
             },
         )?;
         let wall = started.elapsed().as_secs_f64();
