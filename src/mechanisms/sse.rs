@@ -34,14 +34,15 @@
 
 use crate::mechanisms::chat::{self, Chat, Served};
 use crate::scenario::{Span, SseRefusal};
-use crate::wire::event_stream::{Output, Parser};
+use crate::wire::event_stream::{Dispatched, Output, Parser};
 use crate::wire::http::{Framing, Request, Response};
-use crate::world::conn::{Attempt, Carried};
+use crate::world::conn::{Attempt, Carried, Conn};
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::event_log::AppEvent;
 use crate::world::http_conn::StreamBody;
 use crate::world::network::{SERVER_PORT, TcpConn, sleep_or_never, within};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::sleep;
 use turmoil::net::TcpListener;
 
@@ -55,7 +56,7 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
     let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
     loop {
         let conn = ctx.net.accept(&listener).await?;
-        tokio::task::spawn_local(serve_stream(conn, ctx.clone()));
+        tokio::task::spawn_local(serve_stream(conn, ctx.clone(), None));
     }
 }
 
@@ -81,11 +82,21 @@ pub fn event_block(event: &AppEvent) -> Vec<u8> {
     block.into_bytes()
 }
 
-async fn serve_stream(mut conn: TcpConn, ctx: ServerCtx) {
+/// Serves one connection (any stream: the simulation's, or a real socket
+/// in `pushpull live`), starting with `first` when it was already read.
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    mut conn: Conn<S>,
+    ctx: ServerCtx,
+    mut first: Option<Request>,
+) {
     let params = &ctx.scenario.sse;
     let chat = Chat::of(&ctx);
     let request = loop {
-        let request = match conn.read_request().await {
+        let read = match first.take() {
+            Some(request) => Ok(Some(request)),
+            None => conn.read_request().await,
+        };
+        let request = match read {
             Ok(Some(request)) => request,
             Ok(None) => return conn.close("client closed").await,
             Err(e) => return conn.reject(&e).await,
@@ -218,7 +229,7 @@ fn check_request(request: &Request, ctx: &ServerCtx) -> Option<Response> {
 
 // ANCHOR: client
 /// How one connection of an EventSource ended.
-enum End {
+pub enum End {
     /// "Reestablish the connection": wait the reconnection time, try again.
     Reconnect { why: String, cause: Cause },
     /// "Fail the connection": readyState CLOSED, never again.
@@ -227,7 +238,7 @@ enum End {
 
 /// Why a connection is reestablished.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Cause {
+pub enum Cause {
     /// It failed (a network error, a timeout): the next request is a retry.
     Failed,
     /// The server ended the stream cleanly.
@@ -237,24 +248,78 @@ enum Cause {
 /// What an EventSource keeps across its connections: the parser's last event
 /// id (sent as `Last-Event-ID`), the reconnection time (set by `retry`), and
 /// how the last connection ended.
-struct EventSource {
+pub struct EventSource {
     /// The URL it was opened with.
-    url: String,
-    parser: Parser,
-    reconnection_time: Duration,
+    pub url: String,
+    pub parser: Parser,
+    pub reconnection_time: Duration,
     connections: u32,
     last_cause: Option<Cause>,
 }
 
 impl EventSource {
-    /// `new EventSource(url)`.
-    fn open(url: String, ctx: &ClientCtx, connections: u32) -> EventSource {
+    /// `new EventSource(url)`, starting with the browser's reconnection time
+    /// (`default_retry`) and `connections` made by earlier ones.
+    pub fn open(url: String, default_retry: Duration, connections: u32) -> EventSource {
         EventSource {
             url,
             parser: Parser::new(),
-            reconnection_time: ctx.scenario.sse.client_default_retry.to_std(),
+            reconnection_time: default_retry,
             connections,
             last_cause: None,
+        }
+    }
+
+    /// Before the next connection, after `end`: a half-received event dies
+    /// with its connection; the last event id does not.
+    pub fn prepare_reconnect(&mut self, cause: Cause) {
+        self.last_cause = Some(cause);
+        self.parser.end_of_stream();
+        self.parser.reset_for_new_connection();
+    }
+}
+
+/// Where an EventSource runs: the simulation's client ([`ClientCtx`]) or a
+/// real socket (`pushpull client sse URL`). This is the seam between the
+/// two: the model above and `connect_and_stream` below are one code.
+#[allow(async_fn_in_trait)] // used generically only, never as `dyn Page`
+pub trait Page {
+    type Stream: AsyncRead + AsyncWrite + Unpin + 'static;
+    /// Opens a connection to the server.
+    async fn connect(&self, attempt: Attempt) -> std::io::Result<Conn<Self::Stream>>;
+    /// The `Host` header.
+    fn host_header(&self) -> &str;
+    /// No byte for this long means the connection is dead (`None`: wait as
+    /// long as TCP does, as a browser does).
+    fn silence_limit(&self) -> Option<Span>;
+    /// A connection's request is about to go out.
+    fn opening(&self, _request: &Request) {}
+    /// The parser dispatched an event (the page's `onmessage` and
+    /// `addEventListener`).
+    fn dispatch(&self, event: Dispatched);
+}
+
+/// The simulated page: our `update` events go to the application (the
+/// delivery the report counts), a `gap` is reported, other types have no
+/// listener.
+impl Page for ClientCtx {
+    type Stream = turmoil::net::TcpStream;
+    async fn connect(&self, attempt: Attempt) -> std::io::Result<TcpConn> {
+        ClientCtx::connect(self, attempt).await
+    }
+    fn host_header(&self) -> &str {
+        "server"
+    }
+    fn silence_limit(&self) -> Option<Span> {
+        self.scenario.sse.client_heartbeat_timeout
+    }
+    fn dispatch(&self, event: Dispatched) {
+        if event.event_type == UPDATE {
+            if let Ok(id) = event.last_event_id.parse::<u64>() {
+                self.deliver(id);
+            }
+        } else if event.event_type == GAP {
+            self.report_error(format!("server says events are gone: {}", event.data));
         }
     }
 }
@@ -264,14 +329,15 @@ impl EventSource {
 pub async fn client(ctx: ClientCtx) {
     // The user's chat posts, if any, go up as POSTs (chat.rs).
     let ctx = chat::start_posting(ctx);
-    let mut source = EventSource::open("/stream".into(), &ctx, 0);
+    let default_retry = ctx.scenario.sse.client_default_retry.to_std();
+    let mut source = EventSource::open("/stream".into(), default_retry, 0);
     // Failures for good in a row, for the page's own backoff, and the last
     // event id the page has seen (a new EventSource starts without one).
     let mut failures = 0;
     let mut page_last_id = String::new();
     ctx.wait_to_join().await;
     loop {
-        match connect_and_stream(&ctx, &mut source).await {
+        match connect_and_stream(&*ctx, &mut source).await {
             End::Fail(why) => {
                 // readyState CLOSED: the browser will not try again. Only the
                 // page can, with a new EventSource, if its code says so.
@@ -294,18 +360,14 @@ pub async fn client(ctx: ClientCtx) {
                 } else {
                     format!("/stream?lastEventId={page_last_id}")
                 };
-                source = EventSource::open(url, &ctx, source.connections);
+                source = EventSource::open(url, default_retry, source.connections);
             }
             End::Reconnect { why, cause } => {
-                source.last_cause = Some(cause);
                 ctx.report_error(format!(
                     "{why}; reconnecting in {} ms",
                     source.reconnection_time.as_millis()
                 ));
-                // A half-received event dies with its connection; the last
-                // event id does not.
-                source.parser.end_of_stream();
-                source.parser.reset_for_new_connection();
+                source.prepare_reconnect(cause);
                 // At least a millisecond, the simulation's clock resolution:
                 // with `retry: 0` and a refused connect (which costs no
                 // simulated time here) the loop would otherwise spin without
@@ -331,8 +393,11 @@ fn server_ended() -> End {
     }
 }
 
-async fn connect_and_stream(ctx: &ClientCtx, source: &mut EventSource) -> End {
-    let silence = ctx.scenario.sse.client_heartbeat_timeout;
+/// One connection of `source`, from connect to its end: the request (with
+/// `Last-Event-ID` when there is one), the spec's check of the answer, and
+/// the stream fed to the parser.
+pub async fn connect_and_stream<P: Page>(page: &P, source: &mut EventSource) -> End {
+    let silence = page.silence_limit();
     // Every connection after the first re-establishes the stream, whether
     // the last one failed or the server ended it: a reconnect.
     let reconnecting = if source.connections == 0 {
@@ -341,11 +406,11 @@ async fn connect_and_stream(ctx: &ClientCtx, source: &mut EventSource) -> End {
         Attempt::Retry
     };
     source.connections += 1;
-    let mut conn = match ctx.connect(reconnecting).await {
+    let mut conn = match page.connect(reconnecting).await {
         Ok(conn) => conn,
         Err(e) => return network_error(e),
     };
-    let mut request = Request::get(&source.url, "server");
+    let mut request = Request::get(&source.url, page.host_header());
     request
         .headers
         .push(("Accept".into(), "text/event-stream".into()));
@@ -362,6 +427,7 @@ async fn connect_and_stream(ctx: &ClientCtx, source: &mut EventSource) -> End {
         Some(Cause::Failed) => Attempt::Retry,
         Some(Cause::ServerEnded) | None => Attempt::First,
     };
+    page.opening(&request);
     if let Err(e) = conn.send_request(&request, attempt).await {
         conn.fail(&format!("write failed: {e}"));
         return network_error(e);
@@ -388,7 +454,7 @@ async fn connect_and_stream(ctx: &ClientCtx, source: &mut EventSource) -> End {
         // A stream with a length is a stream that has already ended: its
         // events count, then it is reestablished like any other.
         let outputs = source.parser.feed(&response.body);
-        dispatch(ctx, outputs, &mut source.reconnection_time);
+        dispatch(page, outputs, &mut source.reconnection_time);
         conn.close("end of stream").await;
         return server_ended();
     }
@@ -414,27 +480,19 @@ async fn connect_and_stream(ctx: &ClientCtx, source: &mut EventSource) -> End {
             }
             Some(Ok(Some((bytes, _blocks)))) => {
                 let outputs = source.parser.feed(&bytes);
-                dispatch(ctx, outputs, &mut source.reconnection_time);
+                dispatch(page, outputs, &mut source.reconnection_time);
             }
         }
     }
 }
 
-/// What the application does with what the parser produced: our events go to
-/// the application, a `gap` is reported, `retry` sets the reconnection time.
-fn dispatch(ctx: &ClientCtx, outputs: Vec<Output>, reconnection_time: &mut Duration) {
+/// What the parser produced: `retry` sets the reconnection time, events go
+/// to the page.
+fn dispatch<P: Page>(page: &P, outputs: Vec<Output>, reconnection_time: &mut Duration) {
     for output in outputs {
         match output {
             Output::Retry { retry } => *reconnection_time = Duration::from_millis(retry),
-            Output::Event(event) if event.event_type == UPDATE => {
-                if let Ok(id) = event.last_event_id.parse::<u64>() {
-                    ctx.deliver(id);
-                }
-            }
-            Output::Event(event) if event.event_type == GAP => {
-                ctx.report_error(format!("server says events are gone: {}", event.data));
-            }
-            Output::Event(_) => {} // no listener for other types
+            Output::Event(event) => page.dispatch(event),
         }
     }
 }
@@ -443,7 +501,7 @@ fn dispatch(ctx: &ClientCtx, outputs: Vec<Output>, reconnection_time: &mut Durat
 /// The spec's test before a stream is "announced": status 200 and the
 /// `text/event-stream` MIME type. Anything else fails the connection for good
 /// (a 204 included: it is how a server says "stop").
-fn check_response(response: &Response) -> Result<(), String> {
+pub fn check_response(response: &Response) -> Result<(), String> {
     if response.status != 200 {
         return Err(format!("status {} {}", response.status, response.reason));
     }

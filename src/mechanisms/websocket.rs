@@ -339,7 +339,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + 'static>(
 
 /// Answers the first request on a connection: a handshake, a page, or a
 /// refusal.
-async fn serve_request<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+pub async fn serve_request<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     mut conn: Conn<S>,
     request: Request,
     room: Room,
@@ -371,14 +371,17 @@ async fn serve_request<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     {
         return conn.fail(&format!("write failed: {e}"));
     }
-    let socket = Socket::new(
-        conn,
-        room.settings.heartbeat_timeout,
-        room.settings.max_message,
-    );
     if endpoint == "/echo" {
-        echo(socket).await
+        // The echo endpoint sends no pings, so it cannot hold a peer's
+        // silence against it: a browser's WebSocket, which never pings,
+        // may sit idle on it for as long as it likes.
+        echo(Socket::new(conn, None, room.settings.max_message)).await
     } else {
+        let socket = Socket::new(
+            conn,
+            room.settings.heartbeat_timeout,
+            room.settings.max_message,
+        );
         chat(socket, &request, &room).await
     }
 }
@@ -943,7 +946,8 @@ async fn fall_back_to_long_polling(ctx: Rc<ClientCtx>, outbox: Outbox, status: u
 }
 
 /// Why opening a WebSocket failed.
-enum OpenError {
+#[derive(Debug)]
+pub enum OpenError {
     /// The handshake got an HTTP answer other than `101`, with this status.
     Refused(u16, String),
     /// No answer, or a wrong one.
@@ -957,24 +961,50 @@ async fn open(
     attempt: Attempt,
 ) -> Result<Socket<turmoil::net::TcpStream>, OpenError> {
     let ws = &ctx.scenario.websocket;
-    let mut conn = ctx
+    let conn = ctx
         .connect(attempt)
         .await
         .map_err(|e| OpenError::Failed(format!("connect failed: {e}")))?;
     let key = websocket::client_key(ctx.rng.borrow_mut().random());
     let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
     let target = format!("/chat?user=client-{}{since}", ctx.id);
-    let request = websocket::handshake_request(&target, &ctx.upstream, &key);
-    if let Err(e) = conn.send_request(&request, attempt).await {
-        conn.fail(&format!("write failed: {e}"));
-        return Err(OpenError::Failed(format!("handshake failed: {e}")));
-    }
     // A resilient client gives the handshake as long as a heartbeat; the
     // browser waits as long as TCP does.
     let limit = match ws.client {
         WsClient::Resilient => ws.heartbeat_timeout,
         WsClient::Browser => None,
     };
+    let conn = handshake(conn, &target, &ctx.upstream, &key, attempt, limit).await?;
+    let mask_seed = ctx.rng.borrow_mut().random();
+    let silence = match ws.client {
+        WsClient::Resilient => ws.heartbeat_timeout,
+        WsClient::Browser => None,
+    };
+    Ok(Socket::client(
+        conn,
+        silence,
+        ws.max_message as usize,
+        mask_seed,
+    ))
+}
+
+/// The opening handshake on a connected `conn` (any stream: the
+/// simulation's or a real socket, for `pushpull client ws`): sends the
+/// `GET` with `Upgrade: websocket` and `key`, and reads the answer within
+/// `limit`. `Ok`: a correct `101`, the connection now speaks frames.
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    mut conn: Conn<S>,
+    target: &str,
+    host: &str,
+    key: &str,
+    attempt: Attempt,
+    limit: Option<Span>,
+) -> Result<Conn<S>, OpenError> {
+    let request = websocket::handshake_request(target, host, key);
+    if let Err(e) = conn.send_request(&request, attempt).await {
+        conn.fail(&format!("write failed: {e}"));
+        return Err(OpenError::Failed(format!("handshake failed: {e}")));
+    }
     // `Err` carries the answer's status when there was one.
     let answer = crate::world::network::within(limit, async {
         loop {
@@ -983,7 +1013,7 @@ async fn open(
                     conn.take(head_len);
                     conn.record_received(Kind::Response, response.summary(), head_len);
                     let status = (response.status != 101).then_some(response.status);
-                    return websocket::check_response(&response, &key).map_err(|why| (status, why));
+                    return websocket::check_response(&response, key).map_err(|why| (status, why));
                 }
                 Ok(None) => {}
                 Err(e) => return Err((None, format!("a bad answer: {e}"))),
@@ -1005,17 +1035,7 @@ async fn open(
             None => OpenError::Failed(why),
         });
     }
-    let mask_seed = ctx.rng.borrow_mut().random();
-    let silence = match ws.client {
-        WsClient::Resilient => ws.heartbeat_timeout,
-        WsClient::Browser => None,
-    };
-    Ok(Socket::client(
-        conn,
-        silence,
-        ws.max_message as usize,
-        mask_seed,
-    ))
+    Ok(conn)
 }
 
 /// One connection's life: messages in, posts out, heartbeats, until it

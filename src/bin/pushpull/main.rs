@@ -8,9 +8,10 @@
 //! ```
 
 mod bench;
+mod client;
 mod decode;
 mod live;
-mod serve;
+mod relay;
 mod webhook;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -90,13 +91,21 @@ enum Command {
     },
     /// Measure how fast the simulator runs (wall time vs simulated time).
     Bench,
+    /// Run a mechanism's client against a real server and print what
+    /// happens, one JSON object a line: `client sse URL`, `client ws URL`.
+    Client {
+        #[command(subcommand)]
+        kind: client::Kind,
+    },
     /// Standard Webhooks signatures: sign a payload, or verify a delivery.
     Webhook {
         #[command(subcommand)]
         action: webhook::Action,
     },
-    /// Serve the WebSocket chat (/chat), the echo endpoint (/echo) and a chat
-    /// page (/) on a real port: the simulation's server code, on real sockets.
+    /// Serve every mechanism on a real port for a real browser: the
+    /// simulation's server code on real sockets, a page per mechanism (/),
+    /// `curl -N http://127.0.0.1:8000/events`, the WebSocket chat (/chat)
+    /// and echo (/echo), and the scenario's latency and cuts applied.
     Live {
         /// Port to listen on (0 picks a free one).
         #[arg(long, default_value_t = 8000)]
@@ -109,6 +118,11 @@ enum Command {
         /// server's own address is always allowed).
         #[arg(long = "origin", value_name = "URL")]
         origins: Vec<String>,
+        /// Override a parameter of the live server's scenario (the `sse`
+        /// lesson's): `--set network.latency=300ms`, `--set
+        /// long_polling.hold=10s` (repeatable).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
     },
 }
 
@@ -221,6 +235,7 @@ fn execute(command: Command) -> Result<(), String> {
                 RunOptions {
                     trace_file,
                     keep_records: diagram_path.is_some(),
+                    wall_deadline: None,
                 },
             )?;
             if let Some(path) = diagram_path {
@@ -284,17 +299,19 @@ fn execute(command: Command) -> Result<(), String> {
                     .map_err(|e| format!("cannot read the listening address: {e}"))?
                     .port();
                 println!("serving the book at http://127.0.0.1:{port}/ (Ctrl-C to stop)");
-                serve::serve_dir(&built, listener);
+                pushpull::book::serve::serve_dir(&built, listener);
             }
             Ok(())
         }
         Command::Bench => bench::bench(),
+        Command::Client { kind } => client::run(kind),
         Command::Webhook { .. } => unreachable!("handled in main"),
         Command::Live {
             port,
             bind,
             origins,
-        } => live::live(&bind, port, origins),
+            set,
+        } => live::live(&bind, port, origins, &set),
     }
 }
 
