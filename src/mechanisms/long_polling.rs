@@ -34,10 +34,12 @@ use crate::mechanisms::short_polling::{
 };
 use crate::wire::http::Request;
 use crate::world::conn::Attempt;
+use crate::world::conn::Conn;
 use crate::world::context::{ClientCtx, ServerCtx};
-use crate::world::event_log::EventLog;
+use crate::world::event_log::{AppEvent, EventLog};
 use crate::world::network::{SERVER_PORT, TcpConn};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use turmoil::net::TcpListener;
 
@@ -62,8 +64,8 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
 /// Serves one connection's requests, starting with `first` when it has
 /// already been read (by a WebSocket server whose client fell back to
 /// long polling).
-pub async fn serve_connection(
-    mut conn: TcpConn,
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    mut conn: Conn<S>,
     log: EventLog,
     chat: Chat,
     hold: Duration,
@@ -98,32 +100,8 @@ pub async fn serve_connection(
                 return conn.close("done").await;
             }
         };
-        // The heart of long polling: wait for an event after the cursor, or
-        // the end of the hold, or the client going away, whichever is first.
-        let deadline = Instant::now() + hold;
-        let events = loop {
-            // Ask to be woken *before* looking at the log: an event appended
-            // between the look and the wait would otherwise sleep unnoticed
-            // until the hold ends.
-            let published = log.notified();
-            tokio::pin!(published);
-            published.as_mut().enable();
-            let events = log.after(after, MAX_EVENTS_PER_ANSWER + 1);
-            if !events.is_empty() {
-                break events;
-            }
-            // `biased`: branches are tried in this order, so the run does not
-            // depend on tokio's branch-picking RNG.
-            tokio::select! {
-                biased;
-                // A new event: look again (it may not be after our cursor).
-                _ = &mut published => continue,
-                // Nothing happened for `hold`: answer empty, the client will
-                // ask again at once. Proxies and browsers see a live request.
-                _ = sleep_until(deadline) => break Vec::new(),
-                // The client hung up while we held its request: stop holding.
-                _ = conn.until_peer_closes() => return conn.close("client closed while held").await,
-            }
+        let Some(events) = hold_poll(&mut conn, &log, after, hold).await else {
+            return conn.close("client closed while held").await;
         };
         let (response, carried) = batch_answer(events);
         if let Err(e) = conn.send_response(&response, Some(carried)).await {
@@ -131,6 +109,42 @@ pub async fn serve_connection(
         }
         if !request.keep_alive() {
             return conn.close("done").await;
+        }
+    }
+}
+
+/// The heart of long polling: wait for an event after the cursor, or the
+/// end of the hold, or the client going away, whichever is first. `None`:
+/// the client hung up while we held its request.
+pub async fn hold_poll<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    conn: &mut Conn<S>,
+    log: &EventLog,
+    after: u64,
+    hold: Duration,
+) -> Option<Vec<AppEvent>> {
+    let deadline = Instant::now() + hold;
+    loop {
+        // Ask to be woken *before* looking at the log: an event appended
+        // between the look and the wait would otherwise sleep unnoticed
+        // until the hold ends.
+        let published = log.notified();
+        tokio::pin!(published);
+        published.as_mut().enable();
+        let events = log.after(after, MAX_EVENTS_PER_ANSWER + 1);
+        if !events.is_empty() {
+            return Some(events);
+        }
+        // `biased`: branches are tried in this order, so the run does not
+        // depend on tokio's branch-picking RNG.
+        tokio::select! {
+            biased;
+            // A new event: look again (it may not be after our cursor).
+            _ = &mut published => continue,
+            // Nothing happened for `hold`: answer empty, the client will
+            // ask again at once. Proxies and browsers see a live request.
+            _ = sleep_until(deadline) => return Some(Vec::new()),
+            // The client hung up while we held its request: stop holding.
+            _ = conn.until_peer_closes() => return None,
         }
     }
 }

@@ -104,7 +104,7 @@ async fn serve_connection(mut conn: TcpConn, log: EventLog, chat: Chat, idle_tim
 }
 
 /// The whole of the server's logic: the events after the client's cursor, now.
-fn answer_poll(request: &Request, log: &EventLog) -> (Response, Option<Carried>) {
+pub fn answer_poll(request: &Request, log: &EventLog) -> (Response, Option<Carried>) {
     match cursor_of(request) {
         Err(refusal) => (refusal, None),
         Ok(after) => {
