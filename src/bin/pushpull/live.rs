@@ -286,7 +286,11 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin + 'static>(mut conn: Conn<S>, 
                 let _ = conn.send_response(&response, None).await;
                 conn.close("done").await;
                 if let Some((how, length)) = cut {
-                    live.network.cut(how, length);
+                    // The answer crosses the relay's latency first.
+                    let network = live.network.clone();
+                    let after = network.longest_delay() + Duration::from_millis(50);
+                    tokio::time::sleep(after).await;
+                    network.cut(how, length);
                 }
                 return;
             }

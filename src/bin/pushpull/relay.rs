@@ -87,6 +87,11 @@ impl Network {
         });
     }
 
+    /// The longest a chunk takes through the relay, one way.
+    pub fn longest_delay(&self) -> Duration {
+        self.inner.latency + self.inner.jitter
+    }
+
     /// The cut in force now, and until when.
     pub fn current_cut(&self) -> Option<(Instant, CutKind)> {
         self.inner
