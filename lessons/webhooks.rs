@@ -197,6 +197,23 @@ fn forged_tampered_and_replayed_deliveries_take_no_effect() {
         .collect();
     assert_eq!(why[..2], ["no matching signature", "no matching signature"]);
     assert!(why[2].starts_with("timestamp too old"), "{why:?}");
+    // The fourth, the genuine delivery replayed inside the tolerance, did
+    // reach receiver-1: its signature and timestamp pass, and the dedupe
+    // store answers it as the duplicate it is (200, no effect).
+    let answers: Vec<&str> = outcome
+        .records
+        .iter()
+        .filter(|rec| rec.host == "attacker")
+        .filter_map(|rec| match &rec.event {
+            Event::Recv { kind, what, .. } if *kind == pushpull::record::trace::Kind::Response => {
+                Some(what.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 4, "{answers:?}");
+    assert_eq!(answers.iter().filter(|a| a.starts_with("400")).count(), 3);
+    assert!(answers.iter().any(|a| a.starts_with("200")), "{answers:?}");
     // No event beyond the published ones was ever applied.
     assert!(outcome.records.iter().all(|rec| !matches!(
         rec.event,

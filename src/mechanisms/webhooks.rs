@@ -496,6 +496,14 @@ async fn attempt_once(
         }
     };
     conn.close("answered").await;
+    outcome_of(&response)
+}
+
+/// What an answer means to the provider: any 2xx delivers; `410 Gone`
+/// disables the subscription (the specification says so); `429` and `503`
+/// are retried, not before their `Retry-After` (in seconds); anything else
+/// is retried on the schedule.
+fn outcome_of(response: &Response) -> Outcome {
     match response.status {
         200..=299 => Outcome::Delivered,
         410 => Outcome::Gone,
@@ -505,7 +513,7 @@ async fn attempt_once(
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs),
         },
-        status => failed(format!("answered {status}")),
+        _ => Outcome::Failed { at_least: None },
     }
 }
 
@@ -895,6 +903,31 @@ fn apply(ctx: &ClientCtx, store: &ReceiverStore, seen_key: &str, event: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_each_answer_means_to_the_provider() {
+        let answer = |status, retry_after: Option<&str>| {
+            let mut r = Response::new(status, "text/plain", Vec::new());
+            if let Some(v) = retry_after {
+                r.headers.push(("Retry-After".into(), v.into()));
+            }
+            outcome_of(&r)
+        };
+        let at_least = |o| match o {
+            Outcome::Failed { at_least } => at_least,
+            _ => panic!("not a failure"),
+        };
+        assert!(matches!(answer(200, None), Outcome::Delivered));
+        assert!(matches!(answer(204, None), Outcome::Delivered));
+        assert!(matches!(answer(410, None), Outcome::Gone));
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(at_least(answer(429, Some("30"))), secs(30));
+        assert_eq!(at_least(answer(503, Some(" 10 "))), secs(10));
+        assert_eq!(at_least(answer(503, None)), None);
+        // Retry-After is honoured on 429 and 503 only.
+        assert_eq!(at_least(answer(500, Some("30"))), None);
+        assert_eq!(at_least(answer(301, None)), None);
+    }
 
     /// The bytes the module's doc shows: event 7 (order 3 created) to
     /// receiver-1, with the specification's example secret, happened at
