@@ -25,6 +25,7 @@
 //! |---|---|---|---|
 //! | 5 the book | [`book`] | the figures, run fresh; the drift check; the mdBook build | every chapter |
 //! | 4 the run | [`run`] | a plan turned into hosts on turmoil, the schedule of events and faults, the run loop | "The sandbox" |
+//! | | [`run::sweep`] | one scenario over every combination of some parameters' values and mechanisms (`pushpull sweep`) | |
 //! | 3 mechanisms | [`mechanisms::short_polling`] | short polling: server and client | "Short polling" |
 //! | | [`mechanisms::long_polling`] | long polling: server and client | "Long polling" |
 //! | | [`mechanisms::sse`] | Server-Sent Events: server and EventSource client | "Server-Sent Events" |
@@ -42,6 +43,7 @@
 //! | | [`world::event_log`] | the server's events, outside the server process | |
 //! | 2 reading the record | [`record::report`] | the numbers of a run, computed from its trace | every chapter |
 //! | | [`record::diagram`] | the space-time diagram, drawn from a trace | every chapter |
+//! | | [`record::chart`] | line charts of a sweep's measures | |
 //! | 1 the record | [`record::trace`] | what happened, typed, as JSON lines, and its hash | "The sandbox" |
 //! | 0 parameters | [`scenario`] | a scenario from TOML and `--set`, checked and resolved once into a [`scenario::Plan`]; the lessons' files | "The sandbox" |
 //! | 0 wire formats | [`wire::http`] | HTTP/1.1 messages as bytes, chunked coding: pure, no I/O | every chapter |
@@ -54,8 +56,9 @@
 //! decides (how a proxy counts events, say). The one `match` on the
 //! mechanism is in [`mechanisms`].
 //!
-//! The `pushpull` binary (`src/bin/pushpull/`) holds the command line, the
-//! book's web server and the benchmark: nothing a lesson test needs.
+//! The `pushpull` binary (`src/bin/pushpull/`) holds the command line, live
+//! mode, the clients against real servers and the benchmark: nothing a
+//! lesson test needs.
 
 pub mod book;
 pub mod mechanisms;

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     // may use the other: a run's report is computed from its trace only.
     ("record::report", 2),
     ("record::diagram", 2),
+    ("record::chart", 2),
     ("world", 2),
     ("mechanisms", 3),
     ("run", 4),

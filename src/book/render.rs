@@ -4,7 +4,7 @@
 use super::figures::*;
 use crate::record::diagram;
 use crate::record::report::comparison_table;
-use crate::run::{self, RunOptions};
+use crate::run::{self, RunOptions, sweep};
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
@@ -81,11 +81,19 @@ pub fn render_sweep(sweep: &Sweep) -> Result<Vec<(PathBuf, String)>, String> {
         "reconnects".into(),
         "lost".into(),
     ]];
+    let mut chart_rows = Vec::new();
     for value in sweep.values {
         let mut overrides = overrides_vec(sweep.overrides);
         overrides.push(format!("{}={value}", sweep.param));
         let plan = crate::scenario::lessons::load(sweep.lesson, &overrides).map_err(fail)?;
         let outcome = run::run(&plan, RunOptions::default()).map_err(fail)?;
+        chart_rows.push(sweep::Row {
+            params: Default::default(),
+            mechanism: plan.scenario.mechanism.name().to_string(),
+            report: outcome.report.clone(),
+            duration: plan.scenario.duration,
+            raw: vec![value.to_string()],
+        });
         let r = &outcome.report;
         let delays = crate::record::report::delivery_delays_ms(&outcome.records);
         let mean = if delays.is_empty() {
@@ -132,9 +140,25 @@ pub fn render_sweep(sweep: &Sweep) -> Result<Vec<(PathBuf, String)>, String> {
         set_args(sweep.overrides),
         sweep.param
     );
+    // The same runs as `pushpull sweep` charts them (and the command that
+    // draws this very chart).
+    let vary = sweep::Vary {
+        key: sweep.param.to_string(),
+        values: sweep.values.iter().map(|v| v.to_string()).collect(),
+    };
+    let title = format!("pushpull sweep {}", sweep.lesson);
+    let chart = sweep::chart(&title, std::slice::from_ref(&vary), &chart_rows);
+    let chart_command = format!(
+        "pushpull sweep {}{} --vary {} --chart chart.svg\n",
+        shell_quote(sweep.lesson),
+        set_args(sweep.overrides),
+        shell_quote(&format!("{}={}", sweep.param, sweep.values.join(",")))
+    );
     Ok(vec![
         (dir.join("command.txt"), command),
         (dir.join("sweep.txt"), table),
+        (dir.join("chart.svg"), chart),
+        (dir.join("chart_command.txt"), chart_command),
     ])
 }
 

@@ -84,8 +84,13 @@ fn format_mib(kb: Option<u64>) -> String {
 }
 
 /// `pushpull bench`: runs each case once and prints wall time, speed-up over
-/// real time and peak memory, with the machine it ran on.
-pub fn bench() -> Result<(), String> {
+/// real time and peak memory, with the machine it ran on; with `json`, one
+/// array of `{"name","clients","simulated_s","wall_s","peak_rss_mib"}` (and
+/// the machine) on standard output, so that the figures can be tracked.
+pub fn bench(json: bool) -> Result<(), String> {
+    if json {
+        return bench_json();
+    }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let build = if cfg!(debug_assertions) {
         "debug"
@@ -186,5 +191,62 @@ pub fn bench() -> Result<(), String> {
     } else {
         println!("peak RSS: unavailable (no /proc/self/status on this system).");
     }
+    Ok(())
+}
+
+/// One case's figures, as `bench --format json` prints them.
+#[derive(serde::Serialize)]
+struct Figures {
+    name: String,
+    clients: u32,
+    simulated_s: f64,
+    wall_s: f64,
+    peak_rss_mib: Option<f64>,
+    requests: u64,
+    machine: String,
+    build: &'static str,
+}
+
+fn bench_json() -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let machine = format!("{cores} cores, {}", cpu_model());
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let mut all = Vec::new();
+    for case in BENCH_CASES {
+        let plan = lessons::load(case.lesson, &overrides(case.overrides))?;
+        eprintln!("running: {}...", case.label.trim());
+        let reset = reset_peak_rss();
+        let started = Instant::now();
+        let outcome = run::run(
+            &plan,
+            RunOptions {
+                trace_file: None,
+                keep_records: false,
+                wall_deadline: None,
+            },
+        )?;
+        let wall = started.elapsed().as_secs_f64();
+        all.push(Figures {
+            name: case.label.trim().to_string(),
+            clients: plan.scenario.workload.clients,
+            simulated_s: plan.end().as_micros() as f64 / 1e6,
+            wall_s: (wall * 1000.0).round() / 1000.0,
+            peak_rss_mib: reset
+                .then(|| proc_status_kb("VmHWM"))
+                .flatten()
+                .map(|kb| (kb as f64 / 102.4).round() / 10.0),
+            requests: outcome.report.requests,
+            machine: machine.clone(),
+            build,
+        });
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&all).expect("figures serialize")
+    );
     Ok(())
 }

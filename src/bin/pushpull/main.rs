@@ -90,7 +90,36 @@ enum Command {
         port: u16,
     },
     /// Measure how fast the simulator runs (wall time vs simulated time).
-    Bench,
+    Bench {
+        /// `json`: one array of `{"name","clients","simulated_s","wall_s","peak_rss_mib"}`.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Run a scenario for every combination of some parameters' values
+    /// (and mechanisms), each a real run: a table, CSV, JSON or a chart.
+    Sweep {
+        /// A lesson name or a path to a .toml scenario.
+        scenario: String,
+        /// A parameter and its values: `--vary workload.clients=10,100,1000`
+        /// (repeatable: every combination runs).
+        #[arg(long = "vary", value_name = "KEY=V1,V2,...", required = true)]
+        varies: Vec<String>,
+        /// `all`, or mechanisms separated by commas (the scenario's own if
+        /// omitted).
+        #[arg(long, value_name = "all|m1,m2")]
+        mechanisms: Option<String>,
+        /// Override a parameter for every run (repeatable).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, value_enum, default_value_t = SweepFormat::Table)]
+        format: SweepFormat,
+        /// Also draw the sweep as SVG line charts (x: the first --vary).
+        #[arg(long, value_name = "FILE.svg")]
+        chart: Option<PathBuf>,
+    },
     /// Run a mechanism's client against a real server and print what
     /// happens, one JSON object a line: `client sse URL`, `client ws URL`.
     Client {
@@ -168,6 +197,13 @@ enum WsSender {
 enum Format {
     Table,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SweepFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 impl Params {
@@ -303,7 +339,54 @@ fn execute(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Bench => bench::bench(),
+        Command::Bench { format } => bench::bench(matches!(format, Format::Json)),
+        Command::Sweep {
+            scenario,
+            varies,
+            mechanisms,
+            mut set,
+            seed,
+            format,
+            chart,
+        } => {
+            warn_if_not_deterministic();
+            use pushpull::run::sweep;
+            let varies = varies
+                .iter()
+                .map(|v| sweep::Vary::parse(v))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mechanisms = match mechanisms {
+                Some(m) => sweep::parse_mechanisms(&m)?,
+                None => Vec::new(),
+            };
+            if let Some(seed) = seed {
+                set.push(format!("seed={seed}"));
+            }
+            let progress = progress_bar();
+            let rows = sweep::sweep(&scenario, &set, &varies, &mechanisms, |done, total| {
+                if let Some(bar) = &progress {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                }
+            })?;
+            if let Some(bar) = progress {
+                bar.finish_and_clear();
+            }
+            if let Some(path) = chart {
+                let title = format!("pushpull sweep {scenario}");
+                std::fs::write(&path, sweep::chart(&title, &varies, &rows))
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+            match format {
+                SweepFormat::Table => print!("{}", sweep::table(&varies, &rows)),
+                SweepFormat::Csv => print!("{}", sweep::csv(&varies, &rows)),
+                SweepFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("rows serialize")
+                ),
+            }
+            Ok(())
+        }
         Command::Client { kind } => client::run(kind),
         Command::Webhook { .. } => unreachable!("handled in main"),
         Command::Live {
@@ -313,6 +396,20 @@ fn execute(command: Command) -> Result<(), String> {
             set,
         } => live::live(&bind, port, origins, &set),
     }
+}
+
+/// A progress bar on standard error, when it is a terminal.
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} (eta {eta})")
+            .expect("a valid template"),
+    );
+    Some(bar)
 }
 
 /// A misconfiguration a real deployment could have is run, not refused:

@@ -19,6 +19,8 @@
 //! of the plan (`client-1` .. `client-H`, each running the clients the plan
 //! gives it). Each host's role is the first thing the trace records.
 
+pub mod sweep;
+
 use crate::mechanisms;
 use crate::record::report::{Metrics, Report};
 use crate::record::trace::{Event, NETWORK, Record, Role, Tracer};
