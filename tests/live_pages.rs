@@ -5,53 +5,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::browser::{Devtools, browser_or_skip};
-
-struct Live {
-    child: Child,
-    port: u16,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Live {
-    fn start() -> Live {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pushpull"))
-            .args([
-                "live",
-                "--port",
-                "0",
-                "--set",
-                r#"workload.events={every="300ms",start="300ms"}"#,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("pushpull starts");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let port = line
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Live {
-            child,
-            port,
-            _stdout: stdout,
-        }
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::live::Live;
 
 /// Evaluates `expression` until `done` holds of its value (or 20 s pass).
 fn wait_for(
@@ -78,7 +34,7 @@ fn the_live_pages_receive_events_and_a_cut_shows_each_mechanisms_recovery() {
     let Some(browser) = browser_or_skip("the_live_pages_receive_events") else {
         return;
     };
-    let live = Live::start();
+    let live = Live::start_with(&[r#"workload.events={every="300ms",start="300ms"}"#]);
     let devtools = Devtools::start(browser);
     let base = format!("http://127.0.0.1:{}", live.port);
 

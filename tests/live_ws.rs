@@ -4,10 +4,12 @@
 //! a connection, the closing handshake, the chat's origin check and its one
 //! order for every member.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
+use support::live::Live;
 
 /// The RFC's example key and the answer it must get (section 1.3).
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -21,38 +23,14 @@ const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
 
-/// The server process, killed when the test ends however it ends.
-struct Live {
-    child: Child,
-    port: u16,
-    /// Kept open: the server's stdout stays writable.
-    _stdout: BufReader<ChildStdout>,
+/// What these tests do with the server: raw connections and handshakes.
+trait Connect {
+    fn connect(&self) -> TcpStream;
+    fn open(&self, target: &str, extra: &str) -> (TcpStream, String);
+    fn websocket(&self, target: &str) -> TcpStream;
 }
 
-impl Live {
-    fn start() -> Live {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pushpull"))
-            .args(["live", "--port", "0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("pushpull starts");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("a first line");
-        // pushpull live: http://127.0.0.1:PORT/ (WebSocket: ...)
-        let port = line
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Live {
-            child,
-            port,
-            _stdout: stdout,
-        }
-    }
-
+impl Connect for Live {
     fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connects");
         stream
@@ -81,13 +59,6 @@ impl Live {
         let (stream, head) = self.open(target, "");
         assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
         stream
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -113,25 +113,7 @@ pub fn render_sweep(sweep: &Sweep) -> Result<Vec<(PathBuf, String)>, String> {
             r.lost.to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut table = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i == 0 {
-                    format!("{c:<w$}", w = widths[i])
-                } else {
-                    format!("{c:>w$}", w = widths[i])
-                }
-            })
-            .collect();
-        table.push_str(cells.join("  ").trim_end());
-        table.push('\n');
-    }
+    let table = sweep::aligned(&rows, 1);
     let dir = Path::new(GENERATED_DIR).join(sweep.name);
     let command = format!(
         "for v in {}; do pushpull run {}{} --set {}=$v; done\n",

@@ -251,13 +251,20 @@ pub fn table(varies: &[Vary], rows: &[Row]) -> String {
             .collect::<Vec<_>>(),
     ];
     all.extend(rows.iter().map(cells));
-    let widths: Vec<usize> = (0..all[0].len())
-        .map(|i| all.iter().map(|r| r[i].len()).max().unwrap_or(0))
+    aligned(&all, varies.len() + 1)
+}
+
+/// Rows of cells as an aligned text table: the first `text_columns`
+/// columns left-aligned, the numbers after them right-aligned.
+pub fn aligned<R: AsRef<[String]>>(rows: &[R], text_columns: usize) -> String {
+    let columns = rows.first().map_or(0, |r| r.as_ref().len());
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| rows.iter().map(|r| r.as_ref()[i].len()).max().unwrap_or(0))
         .collect();
-    let text_columns = varies.len() + 1;
     let mut out = String::new();
-    for row in &all {
+    for row in rows {
         let line: Vec<String> = row
+            .as_ref()
             .iter()
             .enumerate()
             .map(|(i, c)| {

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses part of it
 
 pub mod browser;
+pub mod live;
 
 use pushpull::record::trace::{Dir, Tracer};
 use pushpull::scenario::{Mechanism, Plan};

@@ -78,11 +78,6 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".to_string())
 }
 
-fn format_mib(kb: Option<u64>) -> String {
-    kb.map(|kb| format!("{:.1} MiB", kb as f64 / 1024.0))
-        .unwrap_or_else(|| "n/a".to_string())
-}
-
 /// `pushpull bench`: runs each case once and prints wall time, speed-up over
 /// real time and peak memory, with the machine it ran on; with `json`, one
 /// array of `{"name","clients","simulated_s","wall_s","peak_rss_mib"}` (and
@@ -92,11 +87,7 @@ pub fn bench(json: bool) -> Result<(), String> {
         return bench_json();
     }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let build = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
+    let build = build_name();
     println!("machine: {cores} cores, {}", cpu_model());
     println!(
         "build:   {build}{}",
@@ -126,33 +117,18 @@ pub fn bench(json: bool) -> Result<(), String> {
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut peak_was_reset = true;
     for case in BENCH_CASES {
-        let plan = lessons::load(case.lesson, &overrides(case.overrides))?;
-        let scenario = &plan.scenario;
-        let simulated: Span = plan.end();
-        eprintln!("running: {} ({simulated} simulated)...", case.label);
-        peak_was_reset &= reset_peak_rss();
-        let started = Instant::now();
-        let outcome = run::run(
-            &plan,
-            RunOptions {
-                trace_file: None,
-                keep_records: false,
-                wall_deadline: None,
-            },
-        )?;
-        let wall = started.elapsed().as_secs_f64();
-        let peak = proc_status_kb("VmHWM");
+        let (figures, reset) = measure(case, String::new(), build_name())?;
+        peak_was_reset &= reset;
         rows.push(vec![
             case.label.to_string(),
-            scenario.workload.clients.to_string(),
-            format!("{:.0} s", simulated.as_millis_f64() / 1000.0),
-            format!("{wall:.2} s"),
-            format!(
-                "{:.0}x",
-                simulated.as_millis_f64() / 1000.0 / wall.max(1e-9)
-            ),
-            outcome.report.requests.to_string(),
-            format_mib(peak),
+            figures.clients.to_string(),
+            format!("{:.0} s", figures.simulated_s),
+            format!("{:.2} s", figures.wall_s),
+            format!("{:.0}x", figures.simulated_s / figures.wall_s.max(1e-9)),
+            figures.requests.to_string(),
+            figures
+                .peak_rss_mib
+                .map_or("n/a".to_string(), |m| format!("{m:.1} MiB")),
         ]);
     }
 
@@ -207,42 +183,54 @@ struct Figures {
     build: &'static str,
 }
 
-fn bench_json() -> Result<(), String> {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let machine = format!("{cores} cores, {}", cpu_model());
-    let build = if cfg!(debug_assertions) {
+fn build_name() -> &'static str {
+    if cfg!(debug_assertions) {
         "debug"
     } else {
         "release"
+    }
+}
+
+/// Runs one case and measures it; `bool`: whether the peak RSS could be
+/// reset before the run (so that it is this run's own).
+fn measure(
+    case: &BenchCase,
+    machine: String,
+    build: &'static str,
+) -> Result<(Figures, bool), String> {
+    let plan = lessons::load(case.lesson, &overrides(case.overrides))?;
+    let simulated: Span = plan.end();
+    eprintln!("running: {} ({simulated} simulated)...", case.label.trim());
+    let reset = reset_peak_rss();
+    let started = Instant::now();
+    let outcome = run::run(
+        &plan,
+        RunOptions {
+            trace_file: None,
+            keep_records: false,
+            wall_deadline: None,
+        },
+    )?;
+    let wall = started.elapsed().as_secs_f64();
+    let figures = Figures {
+        name: case.label.trim().to_string(),
+        clients: plan.scenario.workload.clients,
+        simulated_s: simulated.as_micros() as f64 / 1e6,
+        wall_s: (wall * 1000.0).round() / 1000.0,
+        peak_rss_mib: proc_status_kb("VmHWM").map(|kb| (kb as f64 / 102.4).round() / 10.0),
+        requests: outcome.report.requests,
+        machine,
+        build,
     };
+    Ok((figures, reset))
+}
+
+fn bench_json() -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let machine = format!("{cores} cores, {}", cpu_model());
     let mut all = Vec::new();
     for case in BENCH_CASES {
-        let plan = lessons::load(case.lesson, &overrides(case.overrides))?;
-        eprintln!("running: {}...", case.label.trim());
-        let reset = reset_peak_rss();
-        let started = Instant::now();
-        let outcome = run::run(
-            &plan,
-            RunOptions {
-                trace_file: None,
-                keep_records: false,
-                wall_deadline: None,
-            },
-        )?;
-        let wall = started.elapsed().as_secs_f64();
-        all.push(Figures {
-            name: case.label.trim().to_string(),
-            clients: plan.scenario.workload.clients,
-            simulated_s: plan.end().as_micros() as f64 / 1e6,
-            wall_s: (wall * 1000.0).round() / 1000.0,
-            peak_rss_mib: reset
-                .then(|| proc_status_kb("VmHWM"))
-                .flatten()
-                .map(|kb| (kb as f64 / 102.4).round() / 10.0),
-            requests: outcome.report.requests,
-            machine: machine.clone(),
-            build,
-        });
+        all.push(measure(case, machine.clone(), build_name())?.0);
     }
     println!(
         "{}",
