@@ -151,8 +151,9 @@ impl Network {
             tokio::select! {
                 _ = async { tokio::join!(up, down) } => {}
                 _ = net.reset_after(generation) => {
-                    // The browser's end gets an RST; the server's end sees
-                    // its connection fail.
+                    // The browser's end gets an RST. (The server's end sees
+                    // its stream end, as after a FIN: the duplex between
+                    // relay and server has no reset of its own.)
                     let _ = socket.set_zero_linger();
                 }
             }
