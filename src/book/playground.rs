@@ -24,6 +24,7 @@
 
 use super::figures::{FIGURES, shell_quote};
 use crate::record::diagram;
+use crate::record::report::Report;
 use crate::run::{self, RunOptions};
 use crate::scenario::{Span, lessons};
 use serde::{Deserialize, Serialize};
@@ -69,8 +70,9 @@ impl Default for Limits {
 /// The answer to a successful run.
 #[derive(Debug, Serialize)]
 pub struct RunAnswer {
-    /// The report, as `pushpull run --format json` prints it.
-    pub report: serde_json::Value,
+    /// The report, as `pushpull run --format json` prints it (the same
+    /// fields in the same order).
+    pub report: Report,
     /// The space-time diagram of `window` (the whole run without one).
     pub svg: String,
     /// The command line that reproduces this run and its diagram.
@@ -153,14 +155,13 @@ pub fn run_request(request: &RunRequest, limits: &Limits) -> Result<RunAnswer, S
         },
     )
     .map_err(|e| format!("{e} (the limit is {} s)", limits.wall_time.as_secs()))?;
-    let report = serde_json::to_value(&outcome.report).expect("reports serialize");
     Ok(RunAnswer {
-        report,
         svg: diagram::render(&outcome.records, &options),
         command: command_for(request),
         table: outcome.report.to_table(),
         warnings: plan.warnings.clone(),
         wall_ms: started.elapsed().as_millis() as u64,
+        report: outcome.report,
     })
 }
 
