@@ -132,7 +132,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// A JSON object with its keys in the order given (serde_json's own maps
 /// sort them), so that each line reads as documented. Values are JSON text.
-struct Ordered(Vec<(&'static str, String)>);
+struct Ordered(Vec<(String, String)>);
 
 impl std::fmt::Display for Ordered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -145,11 +145,18 @@ impl std::fmt::Display for Ordered {
     }
 }
 
-/// `obj!["key" => value, ...]`, each value anything that serializes (a
-/// nested object: `nested.to_string()` wrapped in [`Text`]).
+impl Ordered {
+    /// As a value nested in another object.
+    fn json(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// `obj!["key" => value, ...]`, each value anything that serializes, or a
+/// nested [`Ordered`].
 macro_rules! obj {
     ($($key:expr => $value:expr),* $(,)?) => {
-        Ordered(vec![$(($key, $value.json())),*])
+        Ordered(vec![$(($key.to_string(), $value.json())),*])
     };
 }
 
@@ -160,13 +167,6 @@ trait AsJson {
 impl<T: serde::Serialize> AsJson for T {
     fn json(&self) -> String {
         j(self)
-    }
-}
-/// JSON text already written (a nested [`Ordered`]).
-struct Text(String);
-impl Text {
-    fn json(&self) -> String {
-        self.0.clone()
     }
 }
 
@@ -181,18 +181,14 @@ fn print(line: Ordered) {
 }
 
 /// The request's headers as an object, in the order they were sent.
-fn headers_object(request: &Request) -> Text {
-    let mut text = String::from("{");
-    for (i, (name, value)) in request.headers.iter().enumerate() {
-        text.push_str(&format!(
-            "{}{}:{}",
-            if i > 0 { "," } else { "" },
-            j(name),
-            j(value)
-        ));
-    }
-    text.push('}');
-    Text(text)
+fn headers_object(request: &Request) -> Ordered {
+    Ordered(
+        request
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), j(value)))
+            .collect(),
+    )
 }
 
 pub fn run(kind: Kind) -> Result<(), String> {
@@ -265,7 +261,7 @@ impl Page for PrintingPage {
             "headers" => headers_object(request),
             "last_event_id" => request.header("last-event-id").unwrap_or(""),
         ];
-        print(obj!["open" => Text(open.to_string())]);
+        print(obj!["open" => open]);
     }
     fn dispatch(&self, event: Dispatched) {
         if self.max_events.is_some_and(|max| self.events.get() >= max) {
@@ -358,7 +354,7 @@ async fn ws_client(url: &str, end: EndAfter, sends: Vec<String>) -> Result<(), S
             }
         };
         let open = obj!["url" => url, "headers" => headers_object(&request)];
-        print(obj!["open" => Text(open.to_string())]);
+        print(obj!["open" => open]);
         let socket = Socket::client(conn, None, DEFAULT_MAX_MESSAGE, rand::random());
         run_socket(socket, &sends, end.max_events).await
     };
