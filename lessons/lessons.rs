@@ -9,6 +9,7 @@
 
 mod jobs;
 mod long_polling;
+mod scale;
 mod short_polling;
 mod sse;
 mod webhooks;

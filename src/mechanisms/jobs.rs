@@ -42,7 +42,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
-use turmoil::net::TcpListener;
 
 /// The queue's port (RabbitMQ's; the protocol here is plain HTTP).
 pub const QUEUE_PORT: u16 = 5672;
@@ -145,7 +144,10 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
     if ctx.scenario.jobs.notify == JobNotify::Callback {
         tokio::task::spawn_local(send_callbacks(ctx.clone(), store.clone()));
     }
-    let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
+    let listener = ctx
+        .net
+        .listen(SERVER_PORT, Some(&ctx.scenario.server))
+        .await?;
     loop {
         let mut conn = ctx.net.accept(&listener).await?;
         let (ctx, store) = (ctx.clone(), store.clone());
@@ -346,7 +348,7 @@ fn now_us() -> u64 {
 /// `POST /ack?job=N`. A lease that runs out puts the job back in front.
 pub async fn queue(net: HostNet, store: Store, visibility: Duration) -> turmoil::Result {
     let store = store.slot::<QueueStore>("queue");
-    let listener = TcpListener::bind(("0.0.0.0", QUEUE_PORT)).await?;
+    let listener = net.listen(QUEUE_PORT, None).await?;
     loop {
         let mut conn = net.accept(&listener).await?;
         let store = store.clone();
@@ -520,7 +522,7 @@ async fn poll(ctx: ClientCtx) {
 /// Callback mode: register a URL, then verify and show each call.
 async fn wait_for_calls(ctx: ClientCtx) {
     let port = 8000 + ctx.id as u16;
-    let Ok(listener) = TcpListener::bind(("0.0.0.0", port)).await else {
+    let Ok(listener) = ctx.net.listen(port, None).await else {
         return;
     };
     let host = ctx.net.trace.host().to_string();

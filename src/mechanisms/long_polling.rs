@@ -41,13 +41,15 @@ use crate::world::network::{SERVER_PORT, TcpConn};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
-use turmoil::net::TcpListener;
 
 // ANCHOR: server
 /// The server: accept connections; on each, hold every poll until there is
 /// an event after its cursor or `hold` has passed.
 pub async fn server(ctx: ServerCtx) -> turmoil::Result {
-    let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
+    let listener = ctx
+        .net
+        .listen(SERVER_PORT, Some(&ctx.scenario.server))
+        .await?;
     loop {
         let conn = ctx.net.accept(&listener).await?;
         let hold = ctx.scenario.long_polling.hold.to_std();

@@ -37,7 +37,6 @@ use crate::world::network::{SERVER_PORT, TcpConn};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
-use turmoil::net::TcpListener;
 
 /// At most this many events go in one answer; the client asks again at once
 /// when `more` says there are others (so a client back from a long outage
@@ -61,7 +60,10 @@ pub struct WireEvent {
 // ANCHOR: server
 /// The server: accept connections, answer every poll at once.
 pub async fn server(ctx: ServerCtx) -> turmoil::Result {
-    let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
+    let listener = ctx
+        .net
+        .listen(SERVER_PORT, Some(&ctx.scenario.server))
+        .await?;
     loop {
         let conn = ctx.net.accept(&listener).await?;
         // One task per connection, as any HTTP server does. `spawn_local`

@@ -44,7 +44,6 @@ use crate::world::network::{SERVER_PORT, TcpConn, sleep_or_never, within};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::sleep;
-use turmoil::net::TcpListener;
 
 /// The event type our server gives application events.
 pub const UPDATE: &str = "update";
@@ -53,7 +52,10 @@ pub const UPDATE: &str = "update";
 pub const GAP: &str = "gap";
 
 pub async fn server(ctx: ServerCtx) -> turmoil::Result {
-    let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
+    let listener = ctx
+        .net
+        .listen(SERVER_PORT, Some(&ctx.scenario.server))
+        .await?;
     loop {
         let conn = ctx.net.accept(&listener).await?;
         tokio::task::spawn_local(serve_stream(conn, ctx.clone(), None));

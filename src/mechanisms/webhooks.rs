@@ -51,7 +51,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::time::{sleep, timeout};
-use turmoil::net::TcpListener;
 
 /// The event types of the study notes' shop, in turn.
 pub const EVENT_TYPES: [&str; 3] = ["order.created", "order.updated", "payment.succeeded"];
@@ -241,7 +240,10 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
     }
     let ctx = Rc::new(ctx);
     tokio::task::spawn_local(dispatch(ctx.clone(), store.clone()));
-    let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
+    let listener = ctx
+        .net
+        .listen(SERVER_PORT, Some(&ctx.scenario.server))
+        .await?;
     loop {
         let conn = ctx.net.accept(&listener).await?;
         tokio::task::spawn_local(serve_subscriptions(conn, ctx.clone(), store.clone()));
@@ -705,7 +707,7 @@ pub async fn client(ctx: ClientCtx) {
     ctx.wait_to_join().await;
     let ctx = Rc::new(ctx);
     let port = receiver_port(ctx.id);
-    let listener = match TcpListener::bind(("0.0.0.0", port)).await {
+    let listener = match ctx.net.listen(port, None).await {
         Ok(listener) => listener,
         Err(e) => return ctx.report_error(format!("cannot listen on {port}: {e}")),
     };

@@ -54,7 +54,6 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep, sleep_until};
-use turmoil::net::TcpListener;
 
 /// Far enough in the future to mean "never" for a timer.
 const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -282,7 +281,10 @@ fn deadline(from: Instant, after: Option<Span>) -> Instant {
 }
 
 pub async fn server(ctx: ServerCtx) -> turmoil::Result {
-    let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
+    let listener = ctx
+        .net
+        .listen(SERVER_PORT, Some(&ctx.scenario.server))
+        .await?;
     let mut room = Room::new(
         ctx.log.clone(),
         ctx.post_times.clone(),

@@ -50,6 +50,20 @@ pub struct Metrics {
     retransmissions: u64,
     open_at_server: u64,
     peak_connections: u64,
+    /// Requests each server connection has read and not finished
+    /// answering (a held long poll, an open event stream).
+    held_at_server: HashMap<String, u64>,
+    held_requests: u64,
+    peak_held_requests: u64,
+    /// Bytes the server has sent and its peer not yet received, by
+    /// message: what its kernel keeps in send buffers meanwhile.
+    unreceived_from_server: HashMap<String, HashMap<(Dir, u32), u64>>,
+    unreceived_bytes: u64,
+    peak_server_memory: u64,
+    /// Requests the server read, by whole second of the run.
+    requests_at_server_by_second: BTreeMap<u64, u64>,
+    requests_at_server: u64,
+    connects_failed: u64,
     /// Answers sent with no event in them and not yet received, by
     /// `(conn, dir, seq)`: the sender says what a message carries, the
     /// receiver when it arrived.
@@ -287,8 +301,104 @@ impl Observer for Metrics {
                 // A crashed process holds no connections any more.
                 self.open_at_server = 0;
             }
+            Event::ConnectFailed { .. } if role == Some(Role::Client) => {
+                self.connects_failed += 1;
+            }
             _ => {}
         }
+        if role == Some(Role::Server) || self.unreceived_bytes > 0 {
+            self.observe_server_burden(r, role);
+        }
+    }
+}
+
+/// What the memory model charges a server (see `ServerMemory` in the
+/// report): an nginx-like event-loop server on Linux.
+pub mod memory_model {
+    /// An open connection: the kernel's socket without queued data (about
+    /// 2.3 KiB `tcp_sock` in the TCP slab, 0.7 KiB socket inode, file,
+    /// dentry and epoll entry: `/proc/slabinfo`, Linux 6.1 x86_64), rounded
+    /// to 4 KiB, plus nginx's `connection_pool_size` (512 B on 64-bit) and
+    /// its `ngx_connection_t` with two events (about 0.5 KiB).
+    pub const PER_CONNECTION: u64 = 5 * 1024;
+    /// A request read and not yet fully answered (a held long poll, an
+    /// open event stream): nginx's `request_pool_size` (4 KiB) and
+    /// `client_header_buffer_size` (1 KiB).
+    pub const PER_HELD_REQUEST: u64 = 5 * 1024;
+}
+
+impl Metrics {
+    /// The server's burden: requests it holds, bytes waiting in its send
+    /// buffers, requests per second, and the memory those cost.
+    fn observe_server_burden(&mut self, r: &Record, role: Option<Role>) {
+        let at_server = role == Some(Role::Server);
+        match &r.event {
+            Event::Recv {
+                conn,
+                kind,
+                seq,
+                dir,
+                ..
+            } => {
+                if at_server && *kind == Kind::Request {
+                    *self.held_at_server.entry(conn.clone()).or_default() += 1;
+                    self.held_requests += 1;
+                    self.peak_held_requests = self.peak_held_requests.max(self.held_requests);
+                    self.requests_at_server += 1;
+                    *self
+                        .requests_at_server_by_second
+                        .entry(r.t_us / 1_000_000)
+                        .or_default() += 1;
+                }
+                if !at_server
+                    && let Some(sent) = self.unreceived_from_server.get_mut(conn)
+                    && let Some(bytes) = sent.remove(&(*dir, *seq))
+                {
+                    self.unreceived_bytes -= bytes;
+                }
+            }
+            Event::Send {
+                conn,
+                dir,
+                kind,
+                seq,
+                bytes,
+                ..
+            } if at_server => {
+                if matches!(kind, Kind::Response | Kind::StreamEnd)
+                    && let Some(held) = self.held_at_server.get_mut(conn)
+                    && *held > 0
+                {
+                    *held -= 1;
+                    self.held_requests -= 1;
+                }
+                // Only what goes down to the server's peers: a request it
+                // sends (a webhook) is in flight the same way.
+                self.unreceived_from_server
+                    .entry(conn.clone())
+                    .or_default()
+                    .insert((*dir, *seq), *bytes);
+                self.unreceived_bytes += bytes;
+            }
+            Event::Close { conn, .. } => {
+                // Whichever end closes, nothing more will be received on it.
+                if at_server && let Some(held) = self.held_at_server.remove(conn) {
+                    self.held_requests -= held;
+                }
+                if let Some(sent) = self.unreceived_from_server.remove(conn) {
+                    self.unreceived_bytes -= sent.values().sum::<u64>();
+                }
+            }
+            Event::Crash if at_server => {
+                self.held_at_server.clear();
+                self.held_requests = 0;
+            }
+            _ => {}
+        }
+        let memory = self.open_at_server * memory_model::PER_CONNECTION
+            + self.held_requests * memory_model::PER_HELD_REQUEST
+            + self.unreceived_bytes;
+        self.peak_server_memory = self.peak_server_memory.max(memory);
     }
 }
 
@@ -400,6 +510,32 @@ impl Metrics {
             resent: self.resent,
             retransmissions: self.retransmissions,
             peak_connections: self.peak_connections,
+            peak_held_requests: self.peak_held_requests,
+            requests_at_server: self.requests_at_server,
+            requests_per_s_at_server: PerSecond {
+                mean: {
+                    let seconds = (scenario.duration.to_std() + scenario.drain.to_std())
+                        .as_secs_f64()
+                        .max(1.0);
+                    (self.requests_at_server as f64 / seconds * 100.0).round() / 100.0
+                },
+                peak: self
+                    .requests_at_server_by_second
+                    .values()
+                    .copied()
+                    .max()
+                    .unwrap_or(0),
+            },
+            peak_server_memory_bytes: self.peak_server_memory,
+            connects_failed: self.connects_failed,
+            clients_unserved: if self.published == 0 {
+                0
+            } else {
+                self.delivered_by_client
+                    .iter()
+                    .filter(|(seen, _)| !seen.contains(&true))
+                    .count() as u64
+            },
         }
     }
 }
@@ -498,6 +634,51 @@ pub struct Report {
     pub retransmissions: u64,
     /// Most connections open at the server at once.
     pub peak_connections: u64,
+    /// Most requests the server had read and not finished answering at
+    /// once: held long polls, open event streams (a WebSocket is no longer
+    /// a request after its `101`).
+    #[serde(default)]
+    pub peak_held_requests: u64,
+    /// Requests the server read (through a proxy: the proxy's).
+    #[serde(default)]
+    pub requests_at_server: u64,
+    /// Requests the server read per second: over the whole run, and in its
+    /// busiest second.
+    #[serde(default)]
+    pub requests_per_s_at_server: PerSecond,
+    /// The server's memory at its peak, by the stated model
+    /// (`memory_model`): connections and held requests at their fixed
+    /// cost, plus the bytes sent and not yet received (kept in the
+    /// kernel's send buffers).
+    #[serde(default)]
+    pub peak_server_memory_bytes: u64,
+    /// Connects by clients that failed: refused, timed out, no port left.
+    #[serde(default)]
+    pub connects_failed: u64,
+    /// Clients that received none of the events published.
+    #[serde(default)]
+    pub clients_unserved: u64,
+}
+
+/// A rate: its mean over the run, and its busiest second.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerSecond {
+    pub mean: f64,
+    pub peak: u64,
+}
+
+/// `1.2 MiB`, `340 KiB`, `512 B`.
+fn human_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0))
+    } else if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / (1024.0 * 1024.0))
+    } else if b >= 1024.0 {
+        format!("{:.0} KiB", b / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -594,6 +775,27 @@ impl Report {
             ("resent", self.resent.to_string()),
             ("retransmissions", self.retransmissions.to_string()),
             ("peak_connections", self.peak_connections.to_string()),
+            ("peak_held_requests", self.peak_held_requests.to_string()),
+            (
+                "requests_at_server",
+                format!(
+                    "{} ({:.2}/s on average, {}/s in the busiest second)",
+                    self.requests_at_server,
+                    self.requests_per_s_at_server.mean,
+                    self.requests_per_s_at_server.peak
+                ),
+            ),
+            (
+                "peak_server_memory",
+                format!(
+                    "{} (model: {} KiB per connection, {} KiB per held request, unreceived bytes)",
+                    human_bytes(self.peak_server_memory_bytes),
+                    memory_model::PER_CONNECTION / 1024,
+                    memory_model::PER_HELD_REQUEST / 1024
+                ),
+            ),
+            ("connects_failed", self.connects_failed.to_string()),
+            ("clients_unserved", self.clients_unserved.to_string()),
         ];
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         let mut out = String::new();

@@ -21,6 +21,7 @@ pub const LESSONS: &[(&str, &str)] = &[
     ("websocket", include_str!("../../lessons/websocket.toml")),
     ("webhooks", include_str!("../../lessons/webhooks.toml")),
     ("jobs", include_str!("../../lessons/jobs.toml")),
+    ("scale", include_str!("../../lessons/scale.toml")),
 ];
 
 /// Finds a scenario by lesson name or file path, applies the overrides and

@@ -112,6 +112,8 @@ pub struct Scenario {
     /// ((k-1) mod N) + 1, as DNS round robin would spread them. Hosts are
     /// `server` with one, `server-1` .. `server-N` with more.
     pub servers: u32,
+    /// Each server process's connection limits.
+    pub server: Server,
     /// A pub/sub host between the servers (`broker`), as Redis is used: the
     /// WebSocket chat's servers publish every post to it and hear every
     /// message from it, so members on different servers see each other,
@@ -146,6 +148,7 @@ impl Default for Scenario {
             receiver: Receiver::default(),
             jobs: Jobs::default(),
             servers: 1,
+            server: Server::default(),
             broker: false,
             attacker: false,
             proxy: Proxy::default(),
@@ -662,6 +665,37 @@ pub enum ProxyMode {
     /// `proxy_set_header Upgrade $http_upgrade` or an old corporate proxy
     /// does: no WebSocket handshake gets through.
     RefuseUpgrade,
+}
+
+/// A server process's connection limits (each of `servers` has its own).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Most connections the process holds open at once: its file-descriptor
+    /// limit (`ulimit -n`, 1024 by default on Linux) or nginx's
+    /// `worker_connections` (512 in its default config). At the limit it
+    /// stops accepting until one closes. `0`: unlimited (the default).
+    pub max_connections: u32,
+    /// Completed handshakes the kernel keeps for the process to accept: the
+    /// `listen(2)` backlog (nginx's default is 511; Linux caps it at
+    /// `net.core.somaxconn`, 4096 since 5.4). Linux holds one more than
+    /// this; beyond that a SYN is dropped and the client retransmits it.
+    /// Only matters with `max_connections`.
+    pub backlog: u32,
+    /// Answer a SYN that finds the queue full with RST ("connection
+    /// refused") instead of dropping it: Linux's
+    /// `net.ipv4.tcp_abort_on_overflow`, off by default.
+    pub abort_on_overflow: bool,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            max_connections: 0,
+            backlog: 511,
+            abort_on_overflow: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -34,7 +34,6 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
-use turmoil::net::TcpListener;
 
 /// Redis's port.
 pub const BROKER_PORT: u16 = 6379;
@@ -128,7 +127,7 @@ pub struct BrokerCtx {
 }
 
 pub async fn broker(ctx: BrokerCtx) -> turmoil::Result {
-    let listener = TcpListener::bind(("0.0.0.0", BROKER_PORT)).await?;
+    let listener = ctx.net.listen(BROKER_PORT, None).await?;
     loop {
         let conn = ctx.net.accept(&listener).await?;
         tokio::task::spawn_local(serve_subscriber(ctx.clone(), conn));

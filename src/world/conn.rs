@@ -12,6 +12,7 @@
 //! a timeout; the end is dropped without a word).
 
 use crate::record::trace::{Dir, Ending, Event, HostTrace, Kind};
+use crate::world::network::ConnSlot;
 use crate::world::tcp::{KEEPALIVE_PROBES, Loss, Path, backed_off};
 use std::collections::VecDeque;
 use std::io;
@@ -135,6 +136,9 @@ pub struct Conn<S> {
     keepalive: Option<Duration>,
     /// When this end last heard from its peer, for keep-alive.
     last_heard: Instant,
+    /// At a server with a connection limit: this connection's place in it,
+    /// given back when the connection is dropped.
+    slot: Option<ConnSlot>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
@@ -162,7 +166,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
             path: Rc::new(path),
             keepalive: None,
             last_heard: Instant::now(),
+            slot: None,
         }
+    }
+
+    /// Counts this connection against its server's limit while it lives.
+    pub fn holding(mut self, slot: Option<ConnSlot>) -> Conn<S> {
+        self.slot = slot;
+        self
     }
 
     /// Puts this end on `path`, the one its peer shares.

@@ -7,13 +7,13 @@
 //! the lesson is.
 
 use crate::record::trace::{Dir, Event, HostTrace};
-use crate::scenario::{CutKind, MAX_CONNECTIONS_PER_HOST, Span};
+use crate::scenario::{CutKind, MAX_CONNECTIONS_PER_HOST, Server, Span};
 use crate::world::conn::{Attempt, Conn};
 use crate::world::tcp::{
     Cuts, Loss, Path, SYN_GIVES_UP_AT, SYN_RETRANSMITS_AT, TcpSettings, Wires,
 };
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
@@ -54,6 +54,94 @@ pub struct Switchboard {
     /// Hosts whose server process has crashed: the host is up, so its
     /// kernel answers a SYN with RST.
     crashed: Rc<RefCell<std::collections::BTreeSet<String>>>,
+    /// The accept queue and connection count of each host listening with
+    /// a limit (`server.max_connections`), by host name.
+    admissions: Rc<RefCell<HashMap<String, Rc<Admission>>>>,
+}
+
+/// A listening socket's kernel side, for a process with a connection
+/// limit: the accept queue (completed handshakes the process has not yet
+/// accepted) and the connections the process holds.
+///
+/// Linux completes a handshake without the process and queues it for
+/// `accept(2)`; the queue holds up to the `listen(2)` backlog. When it is
+/// full, a new SYN is dropped (the `ListenOverflows` counter) and the
+/// client retransmits it on its schedule, or, with
+/// `net.ipv4.tcp_abort_on_overflow = 1`, answered with RST.
+/// A process at its limit (a file-descriptor limit, nginx's
+/// `worker_connections`) stops accepting until one of its connections
+/// closes, so the queue fills.
+pub struct Admission {
+    limits: Server,
+    /// Handshakes admitted to the queue and not yet accepted (a SYN on its
+    /// way counts from the moment it is let in).
+    queued: Cell<u32>,
+    /// Connections the process has accepted and not yet closed.
+    open: Cell<u32>,
+    /// Streams whose handshake completed, waiting for `accept`.
+    ready: RefCell<VecDeque<(TcpStream, SocketAddr)>>,
+    /// Wakes the process's `accept`: a handshake completed or a connection
+    /// closed.
+    changed: tokio::sync::Notify,
+}
+
+/// What the listening kernel does with a SYN.
+enum Admit {
+    /// Let in: the handshake completes and waits in the accept queue.
+    Queued(QueueSlot),
+    /// The queue is full: the SYN is dropped (the client will retransmit).
+    Dropped,
+    /// The queue is full and `abort_on_overflow` is on: RST.
+    Refused,
+}
+
+/// A place in the accept queue held by a SYN on its way; given back if
+/// the connect fails before the handshake completes.
+struct QueueSlot(Option<Rc<Admission>>);
+
+impl QueueSlot {
+    /// The handshake completed: the place is the connection's until the
+    /// process accepts it.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        if let Some(admission) = self.0.take() {
+            admission
+                .queued
+                .set(admission.queued.get().saturating_sub(1));
+        }
+    }
+}
+
+/// One of the process's connections, counted until it is dropped (its
+/// file descriptor closed).
+pub struct ConnSlot(Rc<Admission>);
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.open.set(self.0.open.get().saturating_sub(1));
+        self.0.changed.notify_one();
+    }
+}
+
+impl Admission {
+    fn admit(self: &Rc<Self>) -> Admit {
+        // Linux's `sk_acceptq_is_full`: more than `backlog` waiting.
+        if self.queued.get() > self.limits.backlog {
+            if self.limits.abort_on_overflow {
+                Admit::Refused
+            } else {
+                Admit::Dropped
+            }
+        } else {
+            self.queued.set(self.queued.get() + 1);
+            Admit::Queued(QueueSlot(Some(self.clone())))
+        }
+    }
 }
 
 impl Switchboard {
@@ -145,6 +233,11 @@ impl Switchboard {
         }
     }
 
+    /// The accept queue of `host`'s listening socket, if it has limits.
+    fn admission(&self, host: &str) -> Option<Rc<Admission>> {
+        self.admissions.borrow().get(host).cloned()
+    }
+
     /// Whether a SYN to or from `host` gets through now.
     fn syn_passes(&self, host: &str) -> bool {
         !self.cuts.holds_off(host)
@@ -193,8 +286,35 @@ impl HostNet {
             // Every ephemeral port is taken: the kernel's EADDRNOTAVAIL, at once.
             return Err(self.connect_failed(&target, io::ErrorKind::AddrNotAvailable, attempt));
         }
-        while !(self.switchboard.syn_passes(self.trace.host()) && self.switchboard.syn_passes(host))
-        {
+        let queue_slot = loop {
+            if self.switchboard.syn_passes(self.trace.host()) && self.switchboard.syn_passes(host) {
+                if self.switchboard.crashed.borrow().contains(host) {
+                    // Nothing listens on the port of a crashed process, but
+                    // the host's kernel is alive: it answers the SYN with
+                    // RST, one round trip after it left (turmoil itself
+                    // would leave the SYN unanswered until the restart).
+                    tokio::time::sleep(self.switchboard.settings.round_trip.to_std()).await;
+                    return Err(self.connect_failed(
+                        &target,
+                        io::ErrorKind::ConnectionRefused,
+                        attempt,
+                    ));
+                }
+                match self.switchboard.admission(host).map(|a| a.admit()) {
+                    None => break None,
+                    Some(Admit::Queued(slot)) => break Some(slot),
+                    Some(Admit::Refused) => {
+                        tokio::time::sleep(self.switchboard.settings.round_trip.to_std()).await;
+                        return Err(self.connect_failed(
+                            &target,
+                            io::ErrorKind::ConnectionRefused,
+                            attempt,
+                        ));
+                    }
+                    // A full accept queue drops the SYN, as a cut does.
+                    Some(Admit::Dropped) => {}
+                }
+            }
             match syn_retransmits.next() {
                 Some(at) => {
                     tokio::time::sleep_until(started + *at).await;
@@ -209,18 +329,13 @@ impl HostNet {
                     return Err(self.connect_failed(&target, io::ErrorKind::TimedOut, attempt));
                 }
             }
-        }
-        if self.switchboard.crashed.borrow().contains(host) {
-            // Nothing listens on the port of a crashed process, but the
-            // host's kernel is alive: it answers the SYN with RST, one
-            // round trip after it left (turmoil itself would leave the SYN
-            // unanswered until the restart).
-            tokio::time::sleep(self.switchboard.settings.round_trip.to_std()).await;
-            return Err(self.connect_failed(&target, io::ErrorKind::ConnectionRefused, attempt));
-        }
+        };
         let handshake = Instant::now();
         match TcpStream::connect((host, port)).await {
             Ok(stream) => {
+                if let Some(slot) = queue_slot {
+                    slot.keep();
+                }
                 // turmoil answers the SYN the moment it arrives; the SYN-ACK's
                 // trip back takes as long again, so a connect costs the round
                 // trip it costs on a real network before a byte can leave.
@@ -264,9 +379,75 @@ impl HostNet {
         io::Error::new(kind, format!("cannot connect to {target}: {kind}"))
     }
 
-    /// Waits for the next connection on `listener`, recording it.
-    pub async fn accept(&self, listener: &TcpListener) -> io::Result<TcpConn> {
-        let (stream, peer) = listener.accept().await?;
+    /// Listens on `port`. With a connection limit (`server.max_connections`),
+    /// the kernel's accept queue and the limit stand in front of `accept`;
+    /// without (`None`, or a limit of 0), the process accepts every
+    /// connection at once.
+    pub async fn listen(&self, port: u16, limits: Option<&Server>) -> io::Result<Listener> {
+        let socket = TcpListener::bind(("0.0.0.0", port)).await?;
+        let Some(limits) = limits.filter(|l| l.max_connections > 0).cloned() else {
+            return Ok(Listener::Unlimited(socket));
+        };
+        let admission = Rc::new(Admission {
+            limits,
+            queued: Cell::new(0),
+            open: Cell::new(0),
+            ready: RefCell::new(VecDeque::new()),
+            changed: tokio::sync::Notify::new(),
+        });
+        self.switchboard
+            .admissions
+            .borrow_mut()
+            .insert(self.trace.host().to_string(), admission.clone());
+        // The kernel's half: turmoil completes a handshake only when
+        // `accept` is called, so this task calls it for every SYN let in
+        // and queues the result for the process.
+        let queue = admission.clone();
+        let kernel = tokio::task::spawn_local(async move {
+            while let Ok(accepted) = socket.accept().await {
+                queue.ready.borrow_mut().push_back(accepted);
+                queue.changed.notify_one();
+            }
+        });
+        Ok(Listener::Limited {
+            admission,
+            kernel: kernel.abort_handle(),
+        })
+    }
+
+    /// Waits for the next connection on `listener`, recording it. A process
+    /// at its connection limit waits here until one of its connections
+    /// closes, while new ones wait in the accept queue.
+    pub async fn accept(&self, listener: &Listener) -> io::Result<TcpConn> {
+        let (admission, _) = match listener {
+            Listener::Unlimited(socket) => {
+                let (stream, peer) = socket.accept().await?;
+                return self.accepted(stream, peer, None);
+            }
+            Listener::Limited { admission, kernel } => (admission, kernel),
+        };
+        loop {
+            let max = admission.limits.max_connections;
+            if max == 0 || admission.open.get() < max {
+                let next = admission.ready.borrow_mut().pop_front();
+                if let Some((stream, peer)) = next {
+                    admission
+                        .queued
+                        .set(admission.queued.get().saturating_sub(1));
+                    admission.open.set(admission.open.get() + 1);
+                    return self.accepted(stream, peer, Some(ConnSlot(admission.clone())));
+                }
+            }
+            admission.changed.notified().await;
+        }
+    }
+
+    fn accepted(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: Option<ConnSlot>,
+    ) -> io::Result<TcpConn> {
         let peer = named(peer);
         let name = format!("{peer}>{}", named(stream.local_addr()?));
         self.trace.record(Event::Accept { conn: name.clone() });
@@ -281,7 +462,26 @@ impl HostNet {
             self.trace.clone(),
             self.loss.clone(),
         )
-        .on_path(path))
+        .on_path(path)
+        .holding(slot))
+    }
+}
+
+/// A listening socket (`HostNet::listen`).
+pub enum Listener {
+    Unlimited(TcpListener),
+    Limited {
+        admission: Rc<Admission>,
+        /// The task completing handshakes; it ends with the listener.
+        kernel: tokio::task::AbortHandle,
+    },
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Limited { kernel, .. } = self {
+            kernel.abort();
+        }
     }
 }
 

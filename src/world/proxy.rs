@@ -48,7 +48,6 @@ use crate::world::http_conn::StreamBody;
 use crate::world::network::{HostNet, SERVER_PORT, TcpConn, within};
 use std::future::Future;
 use std::time::Duration;
-use turmoil::net::TcpListener;
 
 /// Far enough in the future to mean "never" for a timer.
 const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -80,7 +79,7 @@ pub struct EventCounters {
 }
 
 pub async fn proxy(ctx: ProxyCtx) -> turmoil::Result {
-    let listener = TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
+    let listener = ctx.net.listen(SERVER_PORT, None).await?;
     loop {
         let downstream = ctx.net.accept(&listener).await?;
         tokio::task::spawn_local(relay(ctx.clone(), downstream));
