@@ -161,3 +161,39 @@ fn latency_ranking_short_polling_last_the_rest_tie_until_events_crowd() {
     assert!(long.latency_ms.p99.unwrap() > 1.5 * ws.latency_ms.p99.unwrap());
 }
 // ANCHOR_END: ranking
+
+/// What the kernel does with a SYN that finds the accept queue full: Linux
+/// drops it, and the client retransmits it on its schedule (1, 3, 7 ... s)
+/// until it gives up at 127 s; with `tcp_abort_on_overflow` it answers RST
+/// at once, and the client's connect fails with "connection refused".
+#[test]
+fn a_full_accept_queue_drops_syns_unless_told_to_refuse_them() {
+    let sets = [
+        "workload.clients=200",
+        "server.max_connections=50",
+        "server.backlog=10",
+    ];
+    let dropped = feed("sse", &sets);
+    let mut refusing = sets.to_vec();
+    refusing.push("server.abort_on_overflow=true");
+    let refused = feed("sse", &refusing);
+    println!(
+        "dropped: {} retransmissions, {} connects failed | refused: {} retransmissions, {} connects failed",
+        dropped.retransmissions,
+        dropped.connects_failed,
+        refused.retransmissions,
+        refused.connects_failed
+    );
+    // 50 served, 11 waiting in the queue (backlog + 1), the rest outside.
+    assert_eq!(dropped.requests_at_server, 50);
+    assert!(
+        dropped.retransmissions > 139 * 5,
+        "each waits through SYN retries"
+    );
+    assert!(refused.connects_failed > 139 * 5, "refused again and again");
+    assert!(refused.retransmissions < dropped.retransmissions / 10);
+    for r in [&dropped, &refused] {
+        assert_eq!(r.peak_connections, 50);
+        assert_eq!(r.clients_unserved, 150);
+    }
+}

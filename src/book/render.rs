@@ -234,7 +234,7 @@ pub fn render_comparison(comparison: &Comparison) -> Result<Vec<(PathBuf, String
 
 /// Runs `f` on every item, on as many threads as there are cores, and returns
 /// the results in the items' order.
-fn parallel_map<I: Sync, O: Send>(items: &[I], f: impl Fn(&I) -> O + Sync) -> Vec<O> {
+pub(super) fn parallel_map<I: Sync, O: Send>(items: &[I], f: impl Fn(&I) -> O + Sync) -> Vec<O> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(items.len())
@@ -271,6 +271,12 @@ fn parallel_map<I: Sync, O: Send>(items: &[I], f: impl Fn(&I) -> O + Sync) -> Ve
 /// Runs every figure and comparison and returns every generated file (path
 /// relative to the book's `src`, content), in a fixed order.
 pub fn render_figures() -> Result<Vec<(PathBuf, String)>, String> {
+    render_figures_with(true)
+}
+
+/// `render_figures`, leaving out the closing chapter's heavy runs (10,000
+/// clients a mechanism) when `heavy` is false.
+pub fn render_figures_with(heavy: bool) -> Result<Vec<(PathBuf, String)>, String> {
     let mut names = BTreeSet::new();
     for name in all_names() {
         let valid = !name.is_empty()
@@ -308,6 +314,9 @@ pub fn render_figures() -> Result<Vec<(PathBuf, String)>, String> {
     let mut files = Vec::new();
     for r in results {
         files.extend(r?);
+    }
+    if heavy {
+        files.extend(super::choosing::render()?);
     }
     // The playground's panels read each figure's parameters from here.
     files.push((

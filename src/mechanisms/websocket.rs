@@ -129,6 +129,9 @@ pub struct Settings {
     /// (`None`, or the function's: `404`). `pushpull live` serves its chat
     /// page this way; a plain function, since the pages are static.
     pub pages: Option<fn(&Request) -> Option<Response>>,
+    /// Tell every member who joined and who left. Each join is then a frame
+    /// to every member: N members joining cost N x N / 2 frames.
+    pub presence: bool,
 }
 
 impl Settings {
@@ -142,6 +145,7 @@ impl Settings {
             dedupe: ws.resume,
             chat_origins: Vec::new(),
             pages: None,
+            presence: ws.presence,
         }
     }
 }
@@ -437,7 +441,9 @@ async fn chat<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     let joined_at = last;
     let mut feed_pos = room.feed.as_ref().map_or(0, Feed::len);
     let mut notices_seen = room.notices.borrow().len();
-    room.notify(Notice::Joined { who: user.clone() });
+    if room.settings.presence {
+        room.notify(Notice::Joined { who: user.clone() });
+    }
     let ending = 'session: loop {
         let woken = room.log.notified();
         tokio::pin!(woken);
@@ -517,7 +523,9 @@ async fn chat<S: AsyncRead + AsyncWrite + Unpin + 'static>(
             _ = sleep_until(silent_at) => break End::Silent,
         }
     };
-    room.notify(Notice::Left { who: user });
+    if room.settings.presence {
+        room.notify(Notice::Left { who: user });
+    }
     socket.finish(ending).await
 }
 // ANCHOR_END: server

@@ -301,10 +301,10 @@ impl Observer for Metrics {
                 // A crashed process holds no connections any more.
                 self.open_at_server = 0;
             }
-            Event::ConnectFailed { .. } if role == Some(Role::Client) => {
-                self.connects_failed += 1;
-            }
             _ => {}
+        }
+        if role == Some(Role::Client) && matches!(r.event, Event::ConnectFailed { .. }) {
+            self.connects_failed += 1;
         }
         if role == Some(Role::Server) || self.unreceived_bytes > 0 {
             self.observe_server_burden(r, role);

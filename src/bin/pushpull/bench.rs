@@ -16,6 +16,9 @@ struct BenchCase {
     overrides: &'static [&'static str],
 }
 
+/// The cases: every default lesson, then the `scale` lesson's feed at the
+/// sizes issue 12 set targets for (1,000 and 10,000 clients for 10 minutes,
+/// every mechanism; 100,000 long-polling clients for a minute).
 const BENCH_CASES: &[BenchCase] = &[
     BenchCase {
         label: "short_polling lesson, default",
@@ -23,9 +26,40 @@ const BENCH_CASES: &[BenchCase] = &[
         overrides: &[],
     },
     BenchCase {
+        label: "long_polling lesson, default",
+        lesson: "long_polling",
+        overrides: &[],
+    },
+    BenchCase {
+        label: "sse lesson, default",
+        lesson: "sse",
+        overrides: &[],
+    },
+    BenchCase {
+        label: "websocket lesson, default",
+        lesson: "websocket",
+        overrides: &[],
+    },
+    BenchCase {
+        label: "webhooks lesson, default",
+        lesson: "webhooks",
+        overrides: &[],
+    },
+    BenchCase {
+        label: "jobs lesson, default",
+        lesson: "jobs",
+        overrides: &[],
+    },
+    BenchCase {
+        label: "scale lesson, default",
+        lesson: "scale",
+        overrides: &[],
+    },
+    BenchCase {
         label: "1000 clients polling every 1s, 10m",
-        lesson: "short_polling",
+        lesson: "scale",
         overrides: &[
+            "mechanism=\"short_polling\"",
             "workload.clients=1000",
             "short_polling.interval=1s",
             "duration=10m",
@@ -36,11 +70,93 @@ const BENCH_CASES: &[BenchCase] = &[
     // every host every tick, so hosts cost time even when idle.
     BenchCase {
         label: "  same, on 10 client hosts",
-        lesson: "short_polling",
+        lesson: "scale",
         overrides: &[
+            "mechanism=\"short_polling\"",
             "workload.clients=1000",
             "short_polling.interval=1s",
             "duration=10m",
+            "drain=0s",
+            "workload.client_hosts=10",
+        ],
+    },
+    BenchCase {
+        label: "1000 clients long polling, 10m",
+        lesson: "scale",
+        overrides: &[
+            "mechanism=\"long_polling\"",
+            "workload.clients=1000",
+            "duration=10m",
+            "drain=0s",
+        ],
+    },
+    BenchCase {
+        label: "1000 clients on SSE, 10m",
+        lesson: "scale",
+        overrides: &[
+            "mechanism=\"sse\"",
+            "workload.clients=1000",
+            "duration=10m",
+            "drain=0s",
+        ],
+    },
+    BenchCase {
+        label: "1000 clients on WebSocket, 10m",
+        lesson: "scale",
+        overrides: &[
+            "mechanism=\"websocket\"",
+            "workload.clients=1000",
+            "duration=10m",
+            "drain=0s",
+        ],
+    },
+    BenchCase {
+        label: "10000 clients polling every 5s, 10m",
+        lesson: "scale",
+        overrides: &[
+            "mechanism=\"short_polling\"",
+            "workload.clients=10000",
+            "duration=10m",
+            "drain=0s",
+        ],
+    },
+    BenchCase {
+        label: "10000 clients long polling, 10m",
+        lesson: "scale",
+        overrides: &[
+            "mechanism=\"long_polling\"",
+            "workload.clients=10000",
+            "duration=10m",
+            "drain=0s",
+        ],
+    },
+    BenchCase {
+        label: "10000 clients on SSE, 10m",
+        lesson: "scale",
+        overrides: &[
+            "mechanism=\"sse\"",
+            "workload.clients=10000",
+            "duration=10m",
+            "drain=0s",
+        ],
+    },
+    BenchCase {
+        label: "10000 clients on WebSocket, 10m",
+        lesson: "scale",
+        overrides: &[
+            "mechanism=\"websocket\"",
+            "workload.clients=10000",
+            "duration=10m",
+            "drain=0s",
+        ],
+    },
+    BenchCase {
+        label: "100000 clients long polling, 1m",
+        lesson: "scale",
+        overrides: &[
+            "mechanism=\"long_polling\"",
+            "workload.clients=100000",
+            "duration=1m",
             "drain=0s",
             "workload.client_hosts=10",
         ],
@@ -82,9 +198,19 @@ fn cpu_model() -> String {
 /// real time and peak memory, with the machine it ran on; with `json`, one
 /// array of `{"name","clients","simulated_s","wall_s","peak_rss_mib"}` (and
 /// the machine) on standard output, so that the figures can be tracked.
-pub fn bench(json: bool) -> Result<(), String> {
+pub fn bench(json: bool, only: Option<&str>) -> Result<(), String> {
+    let cases: Vec<&BenchCase> = BENCH_CASES
+        .iter()
+        .filter(|c| only.is_none_or(|o| c.label.contains(o)))
+        .collect();
+    if cases.is_empty() {
+        return Err(format!(
+            "no benchmark case's name contains {:?}",
+            only.unwrap_or_default()
+        ));
+    }
     if json {
-        return bench_json();
+        return bench_json(&cases);
     }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let build = build_name();
@@ -116,7 +242,7 @@ pub fn bench(json: bool) -> Result<(), String> {
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut peak_was_reset = true;
-    for case in BENCH_CASES {
+    for case in &cases {
         let (figures, reset) = measure(case, String::new(), build_name())?;
         peak_was_reset &= reset;
         rows.push(vec![
@@ -225,11 +351,11 @@ fn measure(
     Ok((figures, reset))
 }
 
-fn bench_json() -> Result<(), String> {
+fn bench_json(cases: &[&BenchCase]) -> Result<(), String> {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let machine = format!("{cores} cores, {}", cpu_model());
     let mut all = Vec::new();
-    for case in BENCH_CASES {
+    for case in cases {
         all.push(measure(case, machine.clone(), build_name())?.0);
     }
     println!(

@@ -94,6 +94,9 @@ enum Command {
         /// `json`: one array of `{"name","clients","simulated_s","wall_s","peak_rss_mib"}`.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Run only the cases whose name contains this, e.g. `--only 10000`.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Run a scenario for every combination of some parameters' values
     /// (and mechanisms), each a real run: a table, CSV, JSON or a chart.
@@ -339,7 +342,9 @@ fn execute(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Bench { format } => bench::bench(matches!(format, Format::Json)),
+        Command::Bench { format, only } => {
+            bench::bench(matches!(format, Format::Json), only.as_deref())
+        }
         Command::Sweep {
             scenario,
             varies,
