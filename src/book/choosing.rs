@@ -132,7 +132,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -152,8 +152,16 @@ fn mib(bytes: u64) -> String {
 /// One run to make: mechanism, clients, overrides.
 type Job = (&'static str, u32, Vec<String>);
 
+/// The chapter's runs: by size, against the limit, and with each fault
+/// (by its index in `FAULTS`).
+struct Runs {
+    by_size: Vec<Run>,
+    by_limit: Vec<Run>,
+    by_fault: Vec<(usize, Run)>,
+}
+
 /// Every run of the chapter, in a fixed order, two at a time.
-fn all_runs() -> Result<(Vec<Run>, Vec<Run>, Vec<(usize, Run)>), String> {
+fn all_runs() -> Result<Runs, String> {
     let mut sizes: Vec<Job> = Vec::new();
     for &clients in SIZES {
         for &m in CLIENT_MECHANISMS {
@@ -188,12 +196,20 @@ fn all_runs() -> Result<(Vec<Run>, Vec<Run>, Vec<(usize, Run)>), String> {
     let by_size: Vec<Run> = results.by_ref().take(sizes.len()).collect();
     let by_limit: Vec<Run> = results.by_ref().take(limited.len()).collect();
     let by_fault: Vec<(usize, Run)> = faulted.iter().map(|(i, _)| *i).zip(results).collect();
-    Ok((by_size, by_limit, by_fault))
+    Ok(Runs {
+        by_size,
+        by_limit,
+        by_fault,
+    })
 }
 
 /// Renders every file of the chapter.
 pub fn render() -> Result<Vec<(PathBuf, String)>, String> {
-    let (by_size, by_limit, by_fault) = all_runs()?;
+    let Runs {
+        by_size,
+        by_limit,
+        by_fault,
+    } = all_runs()?;
     let dir = Path::new(GENERATED_DIR).join(DIR);
     let find = |m: &str, n: u32| by_size.iter().find(|r| r.mechanism == m && r.clients == n);
 
@@ -274,9 +290,9 @@ pub fn render() -> Result<Vec<(PathBuf, String)>, String> {
     ranking.push_str(".\n");
 
     // The server limit.
-    let mut limit = format!(
+    let mut limit = String::from(
         "| Mechanism | Clients served | Clients unserved | Peak connections | Latency p50 / p99 | Events lost |\n\
-         |:--|--:|--:|--:|--:|--:|\n"
+         |:--|--:|--:|--:|--:|--:|\n",
     );
     for run in &by_limit {
         let r = &run.report;
