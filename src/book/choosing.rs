@@ -113,9 +113,9 @@ fn name(mechanism: &str) -> &'static str {
 fn direction(mechanism: &str) -> &'static str {
     match mechanism {
         "short_polling" | "long_polling" => "client asks, server answers",
-        "sse" => "server → client (one stream)",
-        "websocket" => "both ways (one connection)",
-        "webhooks" => "server → server (a POST per event)",
+        "sse" => "server → client, one stream",
+        "websocket" => "both ways, one connection",
+        "webhooks" => "server → server, a POST per event",
         _ => "?",
     }
 }
@@ -238,21 +238,24 @@ pub fn render() -> Result<Vec<(PathBuf, String)>, String> {
         CLIENT_MECHANISMS.join(",")
     );
 
-    // The comparison table.
-    let mut table = String::from(
-        "| Mechanism | Direction | Clients | Latency p50 / p99 | Requests per client per minute | Bytes per event | Peak connections | Peak held requests | Server memory (model) |\n\
-         |:--|:--|--:|--:|--:|--:|--:|--:|--:|\n",
+    // Who talks to whom, then the comparison table.
+    let mut table = String::from("| Mechanism | Direction |\n|:--|:--|\n");
+    for m in CLIENT_MECHANISMS.iter().chain(&["webhooks"]) {
+        let _ = writeln!(table, "| {} | {} |", name(m), direction(m));
+    }
+    table.push_str(
+        "\n| Mechanism | Clients | Latency p50 / p99 | Requests / client / min | Bytes / event | Peak conns | Held requests | Memory (model) |\n\
+         |:--|--:|--:|--:|--:|--:|--:|--:|\n",
     );
     for m in CLIENT_MECHANISMS.iter().chain(&["webhooks"]) {
-        for &n in TABLE_SIZES {
+        for (i, &n) in TABLE_SIZES.iter().enumerate() {
             let Some(run) = find(m, n) else { continue };
             let r = &run.report;
             let row = run.row();
             let _ = writeln!(
                 table,
-                "| {} | {} | {} | {} / {} | {:.1} | {} | {} | {} | {} |",
-                name(m),
-                direction(m),
+                "| {} | {} | {} / {} | {:.1} | {} | {} | {} | {} |",
+                if i == 0 { name(m) } else { "" },
                 thousands(n as u64),
                 ms(r.latency_ms.p50),
                 ms(r.latency_ms.p99),
