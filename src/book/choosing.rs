@@ -9,7 +9,7 @@
 
 use super::figures::GENERATED_DIR;
 use super::figures::shell_quote;
-use crate::record::report::Report;
+use crate::record::report::{Report, human_bytes};
 use crate::run::{self, RunOptions, sweep};
 use crate::scenario::Span;
 use std::fmt::Write as _;
@@ -140,15 +140,6 @@ fn thousands(n: u64) -> String {
     out
 }
 
-fn mib(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1024.0 * 1024.0 {
-        format!("{:.1} MiB", b / (1024.0 * 1024.0))
-    } else {
-        format!("{:.0} KiB", b / 1024.0)
-    }
-}
-
 /// One run to make: mechanism, clients, overrides.
 type Job = (&'static str, u32, Vec<String>);
 
@@ -264,7 +255,7 @@ pub fn render() -> Result<Vec<(PathBuf, String)>, String> {
                     .map_or("-".into(), |b| format!("{b:.0}")),
                 thousands(r.peak_connections),
                 thousands(r.peak_held_requests),
-                mib(r.peak_server_memory_bytes),
+                human_bytes(r.peak_server_memory_bytes),
             );
         }
     }

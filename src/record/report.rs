@@ -668,7 +668,7 @@ pub struct PerSecond {
 }
 
 /// `1.2 MiB`, `340 KiB`, `512 B`.
-fn human_bytes(bytes: u64) -> String {
+pub fn human_bytes(bytes: u64) -> String {
     let b = bytes as f64;
     if b >= 1024.0 * 1024.0 * 1024.0 {
         format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0))
