@@ -140,3 +140,98 @@ fn webhooks_and_jobs_are_deterministic() {
     ];
     assert_eq!(hash_of("jobs", &jobs), hash_of("jobs", &jobs));
 }
+
+/// The run loop crosses stretches in which nothing can happen in one step
+/// (`world::clock`). That must change nothing: each mechanism, with each kind
+/// of fault, gives the same trace, byte for byte, as stepping every host
+/// through every 1 ms tick, in far fewer steps.
+#[test]
+fn skipping_idle_time_changes_no_trace() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "short_polling",
+            &[
+                "network.jitter=20ms",
+                "network.loss=0.05",
+                r#"faults=[{cut="client-2",from="20s",to="50s"}]"#,
+            ],
+        ),
+        (
+            "short_polling",
+            &["short_polling.keep_alive=false", "network.tick=10ms"],
+        ),
+        (
+            "long_polling",
+            &[
+                "proxy.enabled=true",
+                r#"faults=[{crash="server",at="20s",restart="35s"}]"#,
+            ],
+        ),
+        (
+            "sse",
+            &[
+                "network.tcp_keepalive=5s",
+                "network.nat_idle_timeout=10s",
+                r#"faults=[{cut="client-1",from="20s",to="40s",forget=true}]"#,
+            ],
+        ),
+        ("sse", &["proxy.enabled=true", "proxy.mode=buffer"]),
+        (
+            "websocket",
+            &[
+                "servers=2",
+                "broker=true",
+                r#"faults=[{crash="server-1",at="20s",restart="25s"}]"#,
+            ],
+        ),
+        (
+            "webhooks",
+            &[r#"faults=[{crash="receiver-1",at="20s",restart="30s"}]"#],
+        ),
+        ("jobs", &["jobs.notify=callback"]),
+        (
+            "scale",
+            &[
+                "workload.clients=60",
+                "server.max_connections=20",
+                "server.backlog=10",
+            ],
+        ),
+    ];
+    for (lesson, sets) in cases {
+        let mut sets = sets.to_vec();
+        sets.push("duration=60s");
+        let plan = pushpull::scenario::lessons::lesson(lesson, &sets);
+        let run_with = |every_tick| {
+            let options = RunOptions {
+                every_tick,
+                ..RunOptions::default()
+            };
+            run::run(&plan, options).unwrap()
+        };
+        let (skipping, ticking) = (run_with(false), run_with(true));
+        assert_eq!(
+            skipping.report.trace_hash, ticking.report.trace_hash,
+            "{lesson} {sets:?}: skipping idle time changed the trace"
+        );
+        assert!(
+            skipping.steps < ticking.steps,
+            "{lesson} {sets:?}: {} steps skipping, {} ticking",
+            skipping.steps,
+            ticking.steps
+        );
+    }
+}
+
+/// A quiet lesson is mostly idle: skipping takes a small fraction of the
+/// ticks (the cost follows what happens, not simulated time).
+#[test]
+fn an_idle_run_takes_few_steps() {
+    let plan = pushpull::scenario::lessons::lesson("long_polling", &[]);
+    let ticks = plan.end().as_micros() / 1000;
+    let steps = run::run(&plan, RunOptions::default()).unwrap().steps;
+    assert!(
+        steps * 20 < ticks,
+        "{steps} steps for {ticks} ticks of simulated time"
+    );
+}

@@ -87,6 +87,7 @@ fn run_feed(mechanism: &'static str, clients: u32, extra: &[String]) -> Result<R
         trace_file: None,
         keep_records: false,
         wall_deadline: None,
+        every_tick: false,
     };
     let outcome = run::run(&plan, options)
         .map_err(|e| format!("choosing: {mechanism} at {clients} clients: {e}"))?;

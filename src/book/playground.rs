@@ -152,6 +152,7 @@ pub fn run_request(request: &RunRequest, limits: &Limits) -> Result<RunAnswer, S
             trace_file: None,
             keep_records: true,
             wall_deadline: Some(started + limits.wall_time),
+            every_tick: false,
         },
     )
     .map_err(|e| format!("{e} (the limit is {} s)", limits.wall_time.as_secs()))?;

@@ -21,6 +21,7 @@ pub fn render_figure(figure: &Figure) -> Result<Vec<(PathBuf, String)>, String> 
             trace_file: None,
             keep_records: true,
             wall_deadline: None,
+            every_tick: false,
         },
     )
     .map_err(fail)?;

@@ -59,6 +59,7 @@ pub use crate::mechanisms::websocket::{Post, RoomMessage};
 use crate::record::trace::{Event, HostTrace};
 use crate::scenario::Span;
 use crate::wire::http::{Request, Response};
+use crate::world::clock::{sleep, spawn_local, timeout};
 use crate::world::conn::{Attempt, Conn};
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::event_log::{EventLog, PostTimes, payload};
@@ -69,7 +70,6 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{sleep, timeout};
 
 /// Where posts go.
 pub const PATH: &str = "/messages";
@@ -274,11 +274,11 @@ pub fn start_posting(ctx: ClientCtx) -> Rc<ClientCtx> {
         let outbox = Outbox::default();
         let user = ctx.clone();
         let posts = outbox.clone();
-        tokio::task::spawn_local(async move {
+        spawn_local(async move {
             user.wait_to_join().await;
             user_posts(user, posts, every).await
         });
-        tokio::task::spawn_local(poster(ctx.clone(), outbox));
+        spawn_local(poster(ctx.clone(), outbox));
     }
     ctx
 }

@@ -31,6 +31,7 @@ use crate::scenario::plan::derive_seed;
 use crate::scenario::{JobNotify, Retries, RetrySchedule};
 use crate::wire::http::{Request, Response};
 use crate::wire::webhook::{self, Headers};
+use crate::world::clock::{Instant, sleep, sleep_until, spawn_local, timeout};
 use crate::world::conn::{Attempt, Carried, Label};
 use crate::world::context::{ClientCtx, ServerCtx, Store};
 use crate::world::network::{HostNet, SERVER_PORT, TcpConn};
@@ -41,7 +42,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
-use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 /// The queue's port (RabbitMQ's; the protocol here is plain HTTP).
 pub const QUEUE_PORT: u16 = 5672;
@@ -140,9 +140,9 @@ pub struct Outcome {
 pub async fn server(ctx: ServerCtx) -> turmoil::Result {
     let store = ctx.store.slot::<ApiStore>("jobs api");
     let ctx = Rc::new(ctx);
-    tokio::task::spawn_local(enqueue_jobs(ctx.clone(), store.clone()));
+    spawn_local(enqueue_jobs(ctx.clone(), store.clone()));
     if ctx.scenario.jobs.notify == JobNotify::Callback {
-        tokio::task::spawn_local(send_callbacks(ctx.clone(), store.clone()));
+        spawn_local(send_callbacks(ctx.clone(), store.clone()));
     }
     let listener = ctx
         .net
@@ -151,7 +151,7 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
     loop {
         let mut conn = ctx.net.accept(&listener).await?;
         let (ctx, store) = (ctx.clone(), store.clone());
-        tokio::task::spawn_local(async move {
+        spawn_local(async move {
             loop {
                 let request = match conn.read_request().await {
                     Ok(Some(request)) => request,
@@ -265,7 +265,7 @@ async fn send_callbacks(ctx: Rc<ServerCtx>, store: Rc<ApiStore>) {
         for c in 0..callbacks {
             for (i, &job) in done.iter().enumerate() {
                 if started.insert((c, i)) {
-                    tokio::task::spawn_local(call_back(ctx.clone(), store.clone(), c, job));
+                    spawn_local(call_back(ctx.clone(), store.clone(), c, job));
                 }
             }
         }
@@ -352,7 +352,7 @@ pub async fn queue(net: HostNet, store: Store, visibility: Duration) -> turmoil:
     loop {
         let mut conn = net.accept(&listener).await?;
         let store = store.clone();
-        tokio::task::spawn_local(async move {
+        spawn_local(async move {
             let request = match conn.read_request().await {
                 Ok(Some(request)) => request,
                 Ok(None) => return conn.close("client closed").await,

@@ -33,6 +33,7 @@ use crate::mechanisms::short_polling::{
     MAX_EVENTS_PER_ANSWER, Poll, PollError, batch_answer, cursor_of, deliver_new, poll_once,
 };
 use crate::wire::http::Request;
+use crate::world::clock::{Instant, sleep, sleep_until, spawn_local, timeout};
 use crate::world::conn::Attempt;
 use crate::world::conn::Conn;
 use crate::world::context::{ClientCtx, ServerCtx};
@@ -40,7 +41,6 @@ use crate::world::event_log::{AppEvent, EventLog};
 use crate::world::network::{SERVER_PORT, TcpConn};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 // ANCHOR: server
 /// The server: accept connections; on each, hold every poll until there is
@@ -53,7 +53,7 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
     loop {
         let conn = ctx.net.accept(&listener).await?;
         let hold = ctx.scenario.long_polling.hold.to_std();
-        tokio::task::spawn_local(serve_connection(
+        spawn_local(serve_connection(
             conn,
             ctx.log.clone(),
             Chat::of(&ctx),

@@ -29,6 +29,7 @@
 
 use crate::mechanisms::chat::{self, Chat};
 use crate::wire::http::{Request, Response};
+use crate::world::clock::{Instant, sleep, sleep_until, spawn_local, timeout};
 use crate::world::conn::{Attempt, Carried};
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::event_log::{AppEvent, EventLog};
@@ -36,7 +37,6 @@ use crate::world::http_conn::ReadError;
 use crate::world::network::{SERVER_PORT, TcpConn};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 /// At most this many events go in one answer; the client asks again at once
 /// when `more` says there are others (so a client back from a long outage
@@ -68,7 +68,7 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
         let conn = ctx.net.accept(&listener).await?;
         // One task per connection, as any HTTP server does. `spawn_local`
         // because a turmoil host runs on one thread.
-        tokio::task::spawn_local(serve_connection(
+        spawn_local(serve_connection(
             conn,
             ctx.log.clone(),
             Chat::of(&ctx),

@@ -36,6 +36,7 @@ use crate::mechanisms::chat::{self, Chat, Served};
 use crate::scenario::{Span, SseRefusal};
 use crate::wire::event_stream::{Dispatched, Output, Parser};
 use crate::wire::http::{Framing, Request, Response};
+use crate::world::clock::{sleep, spawn_local};
 use crate::world::conn::{Attempt, Carried, Conn};
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::event_log::AppEvent;
@@ -43,7 +44,6 @@ use crate::world::http_conn::StreamBody;
 use crate::world::network::{SERVER_PORT, TcpConn, sleep_or_never, within};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::sleep;
 
 /// The event type our server gives application events.
 pub const UPDATE: &str = "update";
@@ -58,7 +58,7 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
         .await?;
     loop {
         let conn = ctx.net.accept(&listener).await?;
-        tokio::task::spawn_local(serve_stream(conn, ctx.clone(), None));
+        spawn_local(serve_stream(conn, ctx.clone(), None));
     }
 }
 

@@ -40,6 +40,7 @@ use crate::scenario::plan::derive_seed;
 use crate::scenario::{Ack, Ordering, Retries, RetrySchedule, Scenario};
 use crate::wire::http::{Request, Response};
 use crate::wire::webhook::{self, Headers};
+use crate::world::clock::{sleep, sleep_until, spawn_local, timeout};
 use crate::world::conn::{Attempt, Carried, Label};
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::network::{SERVER_PORT, TcpConn};
@@ -50,7 +51,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
-use tokio::time::{sleep, timeout};
 
 /// The event types of the study notes' shop, in turn.
 pub const EVENT_TYPES: [&str; 3] = ["order.created", "order.updated", "payment.succeeded"];
@@ -239,14 +239,14 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
         pending.in_flight = false;
     }
     let ctx = Rc::new(ctx);
-    tokio::task::spawn_local(dispatch(ctx.clone(), store.clone()));
+    spawn_local(dispatch(ctx.clone(), store.clone()));
     let listener = ctx
         .net
         .listen(SERVER_PORT, Some(&ctx.scenario.server))
         .await?;
     loop {
         let conn = ctx.net.accept(&listener).await?;
-        tokio::task::spawn_local(serve_subscriptions(conn, ctx.clone(), store.clone()));
+        spawn_local(serve_subscriptions(conn, ctx.clone(), store.clone()));
     }
 }
 
@@ -320,7 +320,7 @@ async fn dispatch(ctx: Rc<ServerCtx>, store: Rc<ProviderStore>) {
         }
         for (sub, event, failures) in start {
             let run = deliver(ctx.clone(), store.clone(), sub, event, failures);
-            tokio::task::spawn_local(run);
+            spawn_local(run);
         }
         if let Some(at) = replay_at.filter(|_| !store.replayed.get()) {
             next_due = next_due.min(at);
@@ -632,7 +632,7 @@ pub async fn attacker(ctx: ClientCtx) {
     ];
     let start = tokio::time::Instant::now();
     for (after, attack) in attacks {
-        tokio::time::sleep_until(start + after).await;
+        sleep_until(start + after).await;
         let mut request = genuine.clone();
         match attack {
             // A delivery of the attacker's making, signed with a key that
@@ -744,7 +744,7 @@ pub async fn client(ctx: ClientCtx) {
             store.clone(),
             working.clone(),
         );
-        tokio::task::spawn_local(run);
+        spawn_local(run);
     }
 }
 

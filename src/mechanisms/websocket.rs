@@ -43,6 +43,7 @@ use crate::scenario::{Reconnect, ReconnectSchedule, Span, WsClient};
 use crate::wire::http::{Request, Response, parse_response_head};
 use crate::wire::websocket::{self, Frame, Incoming, Message, Opcode, Reader, Sender, close_code};
 use crate::world::broker::{BrokerLink, Feed, Publish};
+use crate::world::clock::{Instant, sleep, sleep_until, spawn_local, timeout};
 use crate::world::conn::{Attempt, Carried, Conn, Label};
 use crate::world::context::{ClientCtx, ServerCtx};
 use crate::world::event_log::{AppEvent, EventLog, PostTimes};
@@ -53,7 +54,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, sleep, sleep_until};
 
 /// Far enough in the future to mean "never" for a timer.
 const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -301,7 +301,7 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
             let run = link
                 .clone()
                 .run(ctx.net.clone(), feed.clone(), ctx.log.clone());
-            tokio::task::spawn_local(run);
+            spawn_local(run);
         }
         room = room.scaled_out(feed.clone(), link);
     }
@@ -310,7 +310,7 @@ pub async fn server(ctx: ServerCtx) -> turmoil::Result {
     loop {
         let mut conn = ctx.net.accept(&listener).await?;
         let (room, chat, log) = (room.clone(), chat.clone(), ctx.log.clone());
-        tokio::task::spawn_local(async move {
+        spawn_local(async move {
             let request = match conn.read_request().await {
                 Ok(Some(request)) => request,
                 Ok(None) => return conn.close("client closed").await,
@@ -781,8 +781,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Socket<S> {
             End::PeerClosed(_) if self.is_server => self.conn.close("closing handshake done").await,
             End::PeerClosed(_) => {
                 // Give the server a moment to close first, as it should.
-                let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.until_peer_closes())
-                    .await;
+                let _ = timeout(Duration::from_secs(2), self.conn.until_peer_closes()).await;
                 self.conn.close("closing handshake done").await
             }
             End::Violation(v) => {
@@ -890,7 +889,7 @@ pub async fn client(ctx: ClientCtx) {
     let ws = ctx.scenario.websocket.clone();
     let outbox = Outbox::default();
     if let Some(every) = ctx.scenario.workload.sends {
-        tokio::task::spawn_local(chat::user_posts(ctx.clone(), outbox.clone(), every));
+        spawn_local(chat::user_posts(ctx.clone(), outbox.clone(), every));
     }
     let resilient = ws.client == WsClient::Resilient;
     let mut last_seq: u64 = 0;
@@ -951,7 +950,7 @@ async fn fall_back_to_long_polling(ctx: Rc<ClientCtx>, outbox: Outbox, status: u
         transport: "long_polling".into(),
         why: format!("the WebSocket handshake was answered {status}, not 101"),
     });
-    tokio::task::spawn_local(chat::poster(ctx.clone(), outbox));
+    spawn_local(chat::poster(ctx.clone(), outbox));
     long_polling::poll_from(&ctx, last_seq).await
 }
 

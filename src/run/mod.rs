@@ -27,6 +27,7 @@ use crate::record::trace::{Event, NETWORK, Record, Role, Tracer};
 use crate::scenario::plan::derive_seed;
 use crate::scenario::{CutKind, FaultPlan, Plan, Span};
 use crate::world::broker::{BrokerCtx, Feed};
+use crate::world::clock::{self, counted};
 use crate::world::context::{ClientCtx, ServerCtx, Store};
 use crate::world::event_log::{EventLog, PostTimes, payload};
 use crate::world::network::{HostNet, Switchboard};
@@ -57,6 +58,10 @@ pub struct RunOptions {
     /// every run it starts). It only ever stops a run; it never changes what
     /// a finished run did, so determinism is untouched.
     pub wall_deadline: Option<std::time::Instant>,
+    /// Step every host through every tick, instead of crossing stretches in
+    /// which nothing can happen in one step (`world::clock` says how and why
+    /// that is exact). Slower, with the same trace: the check that it is.
+    pub every_tick: bool,
 }
 
 impl Default for RunOptions {
@@ -65,6 +70,7 @@ impl Default for RunOptions {
             trace_file: None,
             keep_records: true,
             wall_deadline: None,
+            every_tick: false,
         }
     }
 }
@@ -73,6 +79,9 @@ pub struct RunOutcome {
     pub report: Report,
     /// The trace, if `keep_records` was set.
     pub records: Vec<Record>,
+    /// How many steps the run loop took: the simulated time in ticks when
+    /// stepping every tick, far fewer when idle stretches are skipped.
+    pub steps: u64,
 }
 
 /// Runs the same plan (network, workload, faults) under every mechanism, in
@@ -91,11 +100,24 @@ pub fn compare(plan: &Plan) -> Result<Vec<Report>, String> {
             let options = RunOptions {
                 trace_file: None,
                 keep_records: false,
-                wall_deadline: None,
+                ..RunOptions::default()
             };
             run(&plan.with_mechanism(mechanism), options).map(|outcome| outcome.report)
         })
         .collect()
+}
+
+/// How far the run loop can step from `now` when nothing can happen before
+/// `until` (a timer's deadline, a message's delivery, a publication or
+/// fault, the end): whole ticks, ending at least a tick before `until`, so
+/// that whatever happens then happens in the same tick as it would have
+/// tick by tick. One tick when there is no room to skip.
+fn idle_stretch(now: Duration, until: Duration, tick: Duration) -> Duration {
+    let ticks = until.saturating_sub(now).as_nanos() / tick.as_nanos().max(1);
+    if ticks < 3 {
+        return tick;
+    }
+    tick * u32::try_from(ticks - 1).unwrap_or(u32::MAX)
 }
 
 /// Something the run loop does at a given time.
@@ -186,7 +208,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         // A closure, not a future: turmoil calls it again to restart the
         // host after a crash. The event log is outside it, so it survives.
         sim.host(name.as_str(), move || {
-            mechanisms::server(mechanism, server_ctx.clone())
+            counted(mechanisms::server(mechanism, server_ctx.clone()))
         });
     }
     if scenario.broker {
@@ -198,7 +220,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         };
         declare("broker", Role::Broker, Vec::new());
         sim.host("broker", move || {
-            crate::world::broker::broker(broker_ctx.clone())
+            counted(crate::world::broker::broker(broker_ctx.clone()))
         });
     }
 
@@ -215,7 +237,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
         };
         declare("proxy", Role::Proxy, Vec::new());
         sim.host("proxy", move || {
-            crate::world::proxy::proxy(proxy_ctx.clone())
+            counted(crate::world::proxy::proxy(proxy_ctx.clone()))
         });
     }
     // Without a proxy, clients are spread over the servers as DNS round
@@ -266,13 +288,13 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                     }
                 })
                 .collect();
-            async move {
+            counted(async move {
                 for ctx in ctxs {
-                    tokio::task::spawn_local(mechanisms::client(mechanism, ctx));
+                    clock::spawn_local(mechanisms::client(mechanism, ctx));
                 }
                 std::future::pending::<()>().await;
                 Ok(())
-            }
+            })
         });
     }
 
@@ -288,7 +310,7 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
             *software,
         );
         sim.host(*name, move || {
-            software(hn.clone(), store.clone(), scenario.clone())
+            counted(software(hn.clone(), store.clone(), scenario.clone()))
         });
     }
 
@@ -314,11 +336,11 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                 post_times: post_times.clone(),
                 store: overheard.clone(),
             };
-            async move {
+            counted(async move {
                 software(ctx).await;
                 std::future::pending::<()>().await;
                 Ok(())
-            }
+            })
         });
     }
 
@@ -366,9 +388,15 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
     // Stable: at equal times, publications first, then faults in file order.
     actions.sort_by_key(|(t, _)| *t);
 
+    let tick = net.tick.to_std();
+    let mut watch = clock::Watch::start();
+    // Nothing has run yet: the first tick starts every host's software.
+    let mut last_tick_was_quiet = false;
     let mut next = 0;
+    let mut steps = 0;
     loop {
         let now = Span::from_std(sim.elapsed());
+        let acted = next < actions.len() && actions[next].0 <= now;
         while next < actions.len() && actions[next].0 <= now {
             let t = now.as_micros();
             match &actions[next].1 {
@@ -445,9 +473,38 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
                 now, end
             ));
         }
-        sim.step()
+        // An action may have woken tasks (a publication, a heal), and a
+        // busy tick may have left some woken; both want the next tick. Only
+        // after a quiet one can a stretch be crossed at once.
+        let step = if options.every_tick || acted || !last_tick_was_quiet {
+            tick
+        } else {
+            let next_action = actions.get(next).map_or(end, |(t, _)| *t).min(end);
+            let mut until = next_action.to_std();
+            // Timers may fire up to a millisecond after their deadline
+            // (tokio's timer wheel rounds up), so one is forgotten only
+            // once that has passed.
+            let fired = now.to_std().saturating_sub(tick + Duration::from_millis(1));
+            if let Some(timer) = watch.next_timer_after(fired) {
+                until = until.min(timer);
+            }
+            if let Some(delivery) = sim.next_delivery() {
+                until = until.min(now.to_std() + delivery);
+            }
+            idle_stretch(now.to_std(), until, tick)
+        };
+        sim.step_by(step)
             .map_err(|e| format!("the simulation stopped: {e}"))?;
+        steps += 1;
+        let ran = watch.anything_ran();
+        debug_assert!(
+            step == tick || !ran,
+            "a task ran in a stretch skipped as idle at {now}: something woke it that \
+             world::clock does not know of (a timer or task not made through it?)"
+        );
+        last_tick_was_quiet = !ran;
     }
+    drop(watch);
     // The hosts hold handles to the trace; they must be gone before it ends.
     switchboard.clear_graveyard();
     drop(sim);
@@ -460,5 +517,6 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
     Ok(RunOutcome {
         report: metrics.into_report(&scenario, finished.hash),
         records: finished.records,
+        steps,
     })
 }

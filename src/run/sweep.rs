@@ -190,6 +190,7 @@ pub fn sweep(
             trace_file: None,
             keep_records: false,
             wall_deadline: None,
+            every_tick: false,
         };
         let report = run::run(&plan, options)?.report;
         let params = varies

@@ -26,6 +26,7 @@
 //! again from the last message it heard, and misses nothing.
 
 use crate::record::trace::{Event, Kind};
+use crate::world::clock::{sleep, spawn_local};
 use crate::world::conn::{Attempt, Label};
 use crate::world::event_log::{EventLog, PostTimes};
 use crate::world::network::{HostNet, TcpConn};
@@ -130,7 +131,7 @@ pub async fn broker(ctx: BrokerCtx) -> turmoil::Result {
     let listener = ctx.net.listen(BROKER_PORT, None).await?;
     loop {
         let conn = ctx.net.accept(&listener).await?;
-        tokio::task::spawn_local(serve_subscriber(ctx.clone(), conn));
+        spawn_local(serve_subscriber(ctx.clone(), conn));
     }
 }
 
@@ -231,7 +232,7 @@ impl BrokerLink {
             }
             // Redis clients retry at once, then back off; a fixed second
             // keeps it simple.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            sleep(Duration::from_secs(1)).await;
         }
     }
 

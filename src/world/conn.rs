@@ -12,6 +12,7 @@
 //! a timeout; the end is dropped without a word).
 
 use crate::record::trace::{Dir, Ending, Event, HostTrace, Kind};
+use crate::world::clock::{Instant, sleep, sleep_until};
 use crate::world::network::ConnSlot;
 use crate::world::tcp::{KEEPALIVE_PROBES, Loss, Path, backed_off};
 use std::collections::VecDeque;
@@ -19,7 +20,6 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
 
 /// Simulated time now, in microseconds (0 outside a simulation).
 fn now_us() -> u64 {
@@ -248,7 +248,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
             // The retransmission timer, cut short by the give-up time: the
             // kernel aborts when that passes, with nothing sent.
             let left = give_up.saturating_sub(first_sent.elapsed());
-            tokio::time::sleep(rto.min(left)).await;
+            sleep(rto.min(left)).await;
             if self.path.is_reset() {
                 return Err(reset_error());
             }
@@ -270,7 +270,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
         }
         // A link of finite bandwidth: the bytes leave once serialized.
         if let Some(leaves) = self.path.leaves_at(self.end_index() == 0, bytes.len()) {
-            tokio::time::sleep_until(leaves).await;
+            sleep_until(leaves).await;
         }
         self.path.crossed(now_us);
         self.path.wrote(self.end_index(), bytes.len());
@@ -332,7 +332,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + 'static> Conn<S> {
             tokio::select! {
                 biased;
                 n = reading => break n?,
-                _ = tokio::time::sleep_until(self.last_heard + interval) => {
+                _ = sleep_until(self.last_heard + interval) => {
                     // Linux aborts when the timer fires with all its probes
                     // unanswered: idle + probes x interval after the last byte.
                     if unanswered_probes >= KEEPALIVE_PROBES {

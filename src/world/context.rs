@@ -4,6 +4,7 @@
 use crate::record::trace::Event;
 use crate::scenario::{Scenario, Span};
 use crate::world::broker::Feed;
+use crate::world::clock::sleep;
 use crate::world::conn::Attempt;
 use crate::world::event_log::{EventLog, PostTimes, Publications};
 use crate::world::network::{HostNet, SERVER_PORT, TcpConn};
@@ -75,7 +76,7 @@ impl ClientCtx {
     /// Clients join at different moments, like people opening a page; the
     /// moment is drawn from the seed within `workload.join_spread`.
     pub async fn wait_to_join(&self) {
-        tokio::time::sleep(self.join_after).await;
+        sleep(self.join_after).await;
     }
 
     /// Hands event `id` to the client's application: the moment that counts

@@ -3,6 +3,7 @@
 //! server's event log, the proxy between clients and servers, and the
 //! broker between servers.
 pub mod broker;
+pub mod clock;
 pub mod conn;
 pub mod context;
 pub mod event_log;

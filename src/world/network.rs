@@ -8,6 +8,7 @@
 
 use crate::record::trace::{Dir, Event, HostTrace};
 use crate::scenario::{CutKind, MAX_CONNECTIONS_PER_HOST, Server, Span};
+use crate::world::clock::{Instant, sleep, sleep_until, spawn_local, timeout};
 use crate::world::conn::{Attempt, Conn};
 use crate::world::tcp::{
     Cuts, Loss, Path, SYN_GIVES_UP_AT, SYN_RETRANSMITS_AT, TcpSettings, Wires,
@@ -17,7 +18,6 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use tokio::time::Instant;
 use turmoil::net::{TcpListener, TcpStream};
 
 /// The port every server in the sandbox listens on.
@@ -293,7 +293,7 @@ impl HostNet {
                     // the host's kernel is alive: it answers the SYN with
                     // RST, one round trip after it left (turmoil itself
                     // would leave the SYN unanswered until the restart).
-                    tokio::time::sleep(self.switchboard.settings.round_trip.to_std()).await;
+                    sleep(self.switchboard.settings.round_trip.to_std()).await;
                     return Err(self.connect_failed(
                         &target,
                         io::ErrorKind::ConnectionRefused,
@@ -304,7 +304,7 @@ impl HostNet {
                     None => break None,
                     Some(Admit::Queued(slot)) => break Some(slot),
                     Some(Admit::Refused) => {
-                        tokio::time::sleep(self.switchboard.settings.round_trip.to_std()).await;
+                        sleep(self.switchboard.settings.round_trip.to_std()).await;
                         return Err(self.connect_failed(
                             &target,
                             io::ErrorKind::ConnectionRefused,
@@ -317,7 +317,7 @@ impl HostNet {
             }
             match syn_retransmits.next() {
                 Some(at) => {
-                    tokio::time::sleep_until(started + *at).await;
+                    sleep_until(started + *at).await;
                     let n = SYN_RETRANSMITS_AT.len() - syn_retransmits.len();
                     self.trace.record(Event::SynRetransmit {
                         target: target.clone(),
@@ -325,7 +325,7 @@ impl HostNet {
                     });
                 }
                 None => {
-                    tokio::time::sleep_until(started + SYN_GIVES_UP_AT).await;
+                    sleep_until(started + SYN_GIVES_UP_AT).await;
                     return Err(self.connect_failed(&target, io::ErrorKind::TimedOut, attempt));
                 }
             }
@@ -344,7 +344,7 @@ impl HostNet {
                 let one_way = handshake
                     .elapsed()
                     .min(self.switchboard.settings.round_trip.to_std());
-                tokio::time::sleep(one_way).await;
+                sleep(one_way).await;
                 let local = named(stream.local_addr()?);
                 let peer = named(stream.peer_addr()?);
                 let name = format!("{local}>{peer}");
@@ -403,7 +403,7 @@ impl HostNet {
         // `accept` is called, so this task calls it for every SYN let in
         // and queues the result for the process.
         let queue = admission.clone();
-        let kernel = tokio::task::spawn_local(async move {
+        let kernel = spawn_local(async move {
             while let Ok(accepted) = socket.accept().await {
                 queue.ready.borrow_mut().push_back(accepted);
                 queue.changed.notify_one();
@@ -490,7 +490,7 @@ impl Drop for Listener {
 pub async fn within<T>(limit: Option<Span>, f: impl std::future::Future<Output = T>) -> Option<T> {
     match limit {
         None => Some(f.await),
-        Some(limit) => tokio::time::timeout(limit.to_std(), f).await.ok(),
+        Some(limit) => timeout(limit.to_std(), f).await.ok(),
     }
 }
 
@@ -498,6 +498,6 @@ pub async fn within<T>(limit: Option<Span>, f: impl std::future::Future<Output =
 pub async fn sleep_or_never(span: Option<Span>) {
     match span {
         None => std::future::pending::<()>().await,
-        Some(span) => tokio::time::sleep(span.to_std()).await,
+        Some(span) => sleep(span.to_std()).await,
     }
 }

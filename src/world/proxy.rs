@@ -43,6 +43,7 @@ use crate::record::trace::{Event, Kind, ProxyAction};
 use crate::scenario::{Proxy, ProxyMode, Span};
 use crate::wire::http::{Framing, Request, Response, strip_hop_by_hop};
 use crate::wire::websocket;
+use crate::world::clock::{sleep_until, spawn_local};
 use crate::world::conn::{Attempt, Carried, Label};
 use crate::world::http_conn::StreamBody;
 use crate::world::network::{HostNet, SERVER_PORT, TcpConn, within};
@@ -82,7 +83,7 @@ pub async fn proxy(ctx: ProxyCtx) -> turmoil::Result {
     let listener = ctx.net.listen(SERVER_PORT, None).await?;
     loop {
         let downstream = ctx.net.accept(&listener).await?;
-        tokio::task::spawn_local(relay(ctx.clone(), downstream));
+        spawn_local(relay(ctx.clone(), downstream));
     }
 }
 
@@ -361,7 +362,7 @@ async fn tunnel(
                     return upstream.close("client broke").await;
                 }
             },
-            _ = tokio::time::sleep_until(idle_at) => {
+            _ = sleep_until(idle_at) => {
                 return close_idle(ctx, downstream, Some(upstream), "in a WebSocket").await;
             }
         }

@@ -1,7 +1,6 @@
 //! What the wire tests share: a server of one mechanism on a small simulated
 //! network, raw bytes sent to it, and what it answered; and a traced
 //! connection over a scripted socket.
-
 #![allow(dead_code)] // each test file uses part of it
 
 pub mod browser;
@@ -64,7 +63,9 @@ pub fn server_answer(
         let mut s = turmoil::net::TcpStream::connect(("server", SERVER_PORT)).await?;
         s.write_all(&request).await?;
         let mut buf = vec![0u8; 65536];
-        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+        while let Ok(Ok(n)) =
+            pushpull::world::clock::timeout(Duration::from_secs(1), s.read(&mut buf)).await
+        {
             if n == 0 {
                 break;
             }

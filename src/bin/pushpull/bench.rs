@@ -334,7 +334,7 @@ fn measure(
         RunOptions {
             trace_file: None,
             keep_records: false,
-            wall_deadline: None,
+            ..RunOptions::default()
         },
     )?;
     let wall = started.elapsed().as_secs_f64();

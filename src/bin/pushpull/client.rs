@@ -14,6 +14,8 @@
 //! socket instead of the simulation's client), and the WebSocket client
 //! is `mechanisms::websocket`'s handshake and [`Socket`]: one code for the
 //! simulation and the real network. Redirects are not followed.
+// Real sockets in real time: no simulated clock to tell (world::clock).
+#![allow(clippy::disallowed_methods)]
 
 use pushpull::mechanisms::sse::{self, EventSource, Page};
 use pushpull::mechanisms::websocket::{self, OpenError, Socket};

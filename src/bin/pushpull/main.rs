@@ -55,6 +55,10 @@ enum Command {
         /// Draw only this window of simulated time, e.g. `25s..45s`.
         #[arg(long, value_name = "FROM..TO", requires = "diagram")]
         window: Option<String>,
+        /// Step every host through every tick instead of skipping stretches
+        /// in which nothing can happen: slower, and the same trace.
+        #[arg(long)]
+        every_tick: bool,
     },
     /// Run one scenario under every mechanism and print them side by side.
     Compare {
@@ -252,6 +256,7 @@ fn execute(command: Command) -> Result<(), String> {
             trace,
             diagram: diagram_path,
             window,
+            every_tick,
         } => {
             warn_if_not_deterministic();
             let plan = lessons::load(&scenario, &params.overrides())?;
@@ -275,6 +280,7 @@ fn execute(command: Command) -> Result<(), String> {
                     trace_file,
                     keep_records: diagram_path.is_some(),
                     wall_deadline: None,
+                    every_tick,
                 },
             )?;
             if let Some(path) = diagram_path {

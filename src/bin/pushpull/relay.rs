@@ -16,6 +16,8 @@
 //!
 //! Loss and bandwidth are not applied: on loopback the kernel's TCP would
 //! retransmit any loss at once, so only the delay would show.
+// Real sockets in real time: no simulated clock to tell (world::clock).
+#![allow(clippy::disallowed_methods)]
 
 use pushpull::scenario::Span;
 use rand::{Rng, SeedableRng};
