@@ -493,16 +493,24 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
             }
             idle_stretch(now.to_std(), until, tick)
         };
+        let delivered_before = sim.delivered();
         sim.step_by(step)
             .map_err(|e| format!("the simulation stopped: {e}"))?;
         steps += 1;
+        // A delivery can wake a task on another host, after that host's
+        // turn in the step (a SYN to a closed port wakes the connecting
+        // side); that task runs in the next tick.
+        let delivered = sim.delivered() != delivered_before;
         let ran = watch.anything_ran();
         debug_assert!(
             step == tick || !ran,
-            "a task ran in a stretch skipped as idle at {now}: something woke it that \
-             world::clock does not know of (a timer or task not made through it?)"
+            "a task ran in a stretch skipped as idle ({now} + {}, {} seed {}): something \
+             woke it that world::clock does not know of (a timer or task not made through it?)",
+            Span::from_std(step),
+            scenario.mechanism.name(),
+            scenario.seed,
         );
-        last_tick_was_quiet = !ran;
+        last_tick_was_quiet = !ran && !delivered;
     }
     drop(watch);
     // The hosts hold handles to the trace; they must be gone before it ends.

@@ -11,10 +11,11 @@
 //! The run loop (`run::run`) skips a stretch of ticks when it can show that
 //! nothing would happen in any of them:
 //!
-//! - no task ran in the last tick: every task is spawned through
-//!   [`spawn_local`] (and every host's software wrapped in [`counted`]), which
-//!   counts polls. A task that was woken is polled in the next tick, so a
-//!   quiet tick means nothing was waiting to run;
+//! - no task ran and no message was delivered in the last tick: every task
+//!   is spawned through [`spawn_local`] (and every host's software wrapped in
+//!   [`counted`]), which counts polls. A task is woken by a timer, by a
+//!   delivery, or by another task; once woken it runs within a tick. So a
+//!   tick in which nothing ran and nothing arrived leaves nothing waiting;
 //! - no timer is due: every timer is made through [`sleep`], [`sleep_until`]
 //!   or [`timeout`], which note its deadline in simulated time. A timer that
 //!   was cancelled leaves a note behind; that only costs a few ticks not

@@ -408,6 +408,15 @@ impl<'a> Sim<'a> {
         self.world.borrow().topology.next_delivery()
     }
 
+    /// pushpull: how many messages the network has delivered to hosts so
+    /// far. A delivery can wake a task on another host than the one it was
+    /// delivered to (a SYN to a port nobody listens on wakes the connecting
+    /// side with "connection refused"), so a step with a delivery in it is
+    /// not a quiet one.
+    pub fn delivered(&self) -> u64 {
+        self.world.borrow().topology.delivered()
+    }
+
     /// Step the simulation.
     ///
     /// Runs each host in the simulation a fixed duration configured by

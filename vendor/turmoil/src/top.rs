@@ -23,6 +23,10 @@ pub(crate) struct Topology {
     /// forward in the same way we do it elsewhere. We'd like to represent
     /// network state with async in the future.
     rt: Rt<'static>,
+
+    /// pushpull: messages delivered to hosts so far (see
+    /// [`crate::Sim::delivered`]).
+    delivered: u64,
 }
 
 /// This type is used as the key in the [`Topology::links`] map. See [`new`]
@@ -178,6 +182,7 @@ impl Topology {
             config,
             links: IndexMap::new(),
             rt: Rt::no_software(),
+            delivered: 0,
         }
     }
 
@@ -252,7 +257,7 @@ impl Topology {
     pub(crate) fn deliver_messages(&mut self, rand: &mut dyn RngCore, dst: &mut Host) {
         for (pair, link) in &mut self.links {
             if pair.0 == dst.addr || pair.1 == dst.addr {
-                link.deliver_messages(&self.config, rand, dst);
+                self.delivered += link.deliver_messages(&self.config, rand, dst);
             }
         }
     }
@@ -285,6 +290,10 @@ impl Topology {
 
     /// pushpull: the time until the earliest message on any link can be
     /// delivered (see [`crate::Sim::next_delivery`]).
+    pub(crate) fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
     pub(crate) fn next_delivery(&self) -> Option<Duration> {
         self.links.values().filter_map(Link::next_delivery).min()
     }
@@ -466,13 +475,14 @@ impl Link {
         global_config: &config::Link,
         rand: &mut dyn RngCore,
         host: &mut Host,
-    ) {
+    ) -> u64 {
         let deliverable = self
             .deliverable
             .entry(host.addr)
             .or_default()
             .drain(..)
             .collect::<Vec<Envelope>>();
+        let delivered = deliverable.len() as u64;
 
         for message in deliverable {
             let (src, dst) = (message.src, message.dst);
@@ -480,6 +490,7 @@ impl Link {
                 let _ = self.enqueue_message(global_config, rand, dst, src, message);
             }
         }
+        delivered
     }
 
     // Randomly break or repair this link.
