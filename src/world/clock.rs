@@ -76,13 +76,14 @@ where
 
 /// `future`, counting each time it is polled: for a host's software, which
 /// turmoil spawns itself.
-pub async fn counted<F: Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    std::future::poll_fn(|cx| {
+pub fn counted<F: Future>(future: F) -> impl Future<Output = F::Output> {
+    // Boxed: moved into an async block and pinned there, a task's future
+    // would take its room twice over in the task.
+    let mut future = Box::pin(future);
+    std::future::poll_fn(move |cx| {
         POLLS.set(POLLS.get() + 1);
         future.as_mut().poll(cx)
     })
-    .await
 }
 
 thread_local! {
