@@ -362,7 +362,17 @@ impl Link {
 
         self.rand_partition_or_repair(global_config, rand);
         let result = self.enqueue(global_config, rand, src, dst, message);
-        self.process_deliverables();
+        // pushpull: the link's clock only moves in `tick`, which moves every
+        // message then due; so the only message that can be due now is the
+        // one just sent (with no latency). Scanning the whole queue on every
+        // send made sending cost grow with the messages in flight.
+        let due_now = matches!(
+            self.sent.back(),
+            Some(Sent { status: DeliveryStatus::DeliverAfter(time), .. }) if *time <= self.now
+        );
+        if due_now {
+            self.process_deliverables();
+        }
         result
     }
 
