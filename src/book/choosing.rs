@@ -27,7 +27,8 @@ const TABLE_SIZES: &[u32] = &[10, 1000, 10_000];
 
 /// The mechanisms a browser-like client uses, and webhooks, whose
 /// receivers are servers of their own: each is a simulated host, and the
-/// simulator visits every host every tick, so 10,000 of them are left out.
+/// simulator runs every host in every tick in which anything happens, so
+/// 10,000 of them are left out.
 const CLIENT_MECHANISMS: &[&str] = &["short_polling", "long_polling", "sse", "websocket"];
 const WEBHOOK_SIZES: &[u32] = &[10, 100, 1000];
 

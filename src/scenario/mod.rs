@@ -169,7 +169,9 @@ pub struct Network {
     /// FINs are spared). TCP sends it again after the retransmission timeout
     /// (at least 200 ms, doubling): loss costs delay, not connections.
     pub loss: f64,
-    /// Resolution of simulated time: every host runs once per tick.
+    /// Resolution of simulated time: every host runs once per tick (a stretch
+    /// of ticks in which nothing can happen is crossed in one step; see
+    /// `world::clock`).
     pub tick: Span,
     /// Data unacknowledged this long aborts the connection on the sending
     /// side ("connection timed out"). Linux's `tcp_retries2 = 15`: about
@@ -221,8 +223,9 @@ pub struct Workload {
     /// How many client hosts the clients are spread over. Each host is one
     /// machine on the simulated network (faults address hosts); its clients run
     /// as tasks on it. 0 means automatic: one host per client up to 10
-    /// clients (so a fault can single one out), 4 hosts beyond that (turmoil
-    /// visits every host every tick, so each host costs time even when idle).
+    /// clients (so a fault can single one out), 4 hosts beyond that (in every
+    /// tick in which anything happens turmoil runs every host, so each host
+    /// costs time).
     pub client_hosts: u32,
     /// When the server's events happen.
     pub events: Events,

@@ -294,7 +294,8 @@ fn after_the_end(s: &Scenario, field: &str, t: Span) -> Result<Span, ScenarioErr
 
 /// How many client hosts: `workload.client_hosts`, or automatically one per
 /// client up to 10 clients (so a fault can single one out) and 4 beyond
-/// (turmoil visits every host every tick, so hosts cost time even when idle).
+/// (in every tick in which anything happens turmoil runs every host, so
+/// hosts cost time).
 fn client_hosts(s: &Scenario) -> Vec<ClientHost> {
     let w = &s.workload;
     let count = match w.client_hosts {

@@ -282,11 +282,10 @@ window.PUSHPULL_FIGURES = {
     "window": "75.1s..75.3s"
   },
   "webhooks/burst": {
-    "command": "pushpull run webhooks --set network.tick=10ms --set workload.clients=1 --set 'workload.events={rate=1000,start=\"15s\",count=1000}' --set receiver.max_concurrent=20 --set receiver.work=1s --set webhooks.concurrency=100 --set duration=1h --diagram run.svg --window 15.175s..15.2s",
+    "command": "pushpull run webhooks --set workload.clients=1 --set 'workload.events={rate=1000,start=\"15s\",count=1000}' --set receiver.max_concurrent=20 --set receiver.work=1s --set webhooks.concurrency=100 --set duration=1h --diagram run.svg --window 15.175s..15.2s",
     "scenario": "webhooks",
     "seed": 7,
     "set": [
-      "network.tick=10ms",
       "workload.clients=1",
       "workload.events={rate=1000,start=\"15s\",count=1000}",
       "receiver.max_concurrent=20",
@@ -385,12 +384,11 @@ window.PUSHPULL_FIGURES = {
     "window": "199.95s..200.35s"
   },
   "webhooks/two_hours_down": {
-    "command": "pushpull run webhooks --set duration=8h --set network.tick=100ms --set 'workload.events={every=\"10m\",start=\"15s\"}' --set 'faults=[{crash=\"receiver-1\",at=\"30m\",restart=\"150m\"}]' --diagram run.svg --window 8995s..9420s",
+    "command": "pushpull run webhooks --set duration=8h --set 'workload.events={every=\"10m\",start=\"15s\"}' --set 'faults=[{crash=\"receiver-1\",at=\"30m\",restart=\"150m\"}]' --diagram run.svg --window 8995s..9420s",
     "scenario": "webhooks",
     "seed": 7,
     "set": [
       "duration=8h",
-      "network.tick=100ms",
       "workload.events={every=\"10m\",start=\"15s\"}",
       "faults=[{crash=\"receiver-1\",at=\"30m\",restart=\"150m\"}]"
     ],

@@ -66,8 +66,8 @@ const BENCH_CASES: &[BenchCase] = &[
             "drain=0s",
         ],
     },
-    // The same clients on 10 hosts instead of the default 4: turmoil visits
-    // every host every tick, so hosts cost time even when idle.
+    // The same clients on 10 hosts instead of the default 4: in every tick
+    // in which anything happens turmoil runs every host, so hosts cost time.
     BenchCase {
         label: "  same, on 10 client hosts",
         lesson: "scale",
