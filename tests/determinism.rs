@@ -143,8 +143,9 @@ fn webhooks_and_jobs_are_deterministic() {
 
 /// The run loop crosses stretches in which nothing can happen in one step
 /// (`world::clock`). That must change nothing: each mechanism, with each kind
-/// of fault, gives the same trace, byte for byte, as stepping every host
-/// through every 1 ms tick, in far fewer steps.
+/// of fault, a narrow link and a network with no latency, gives the same
+/// trace, byte for byte, as stepping every host through every tick, in
+/// fewer steps.
 #[test]
 fn skipping_idle_time_changes_no_trace() {
     let cases: &[(&str, &[&str])] = &[
@@ -189,6 +190,17 @@ fn skipping_idle_time_changes_no_trace() {
             &[r#"faults=[{crash="receiver-1",at="20s",restart="30s"}]"#],
         ),
         ("jobs", &["jobs.notify=callback"]),
+        (
+            "websocket",
+            &[
+                r#"network.bandwidth="100kbps""#,
+                "workload.payload_bytes=5000",
+            ],
+        ),
+        (
+            "long_polling",
+            &["network.latency=0ms", "network.jitter=0ms"],
+        ),
         (
             "scale",
             &[
