@@ -482,9 +482,10 @@ pub fn run(plan: &Plan, options: RunOptions) -> Result<RunOutcome, String> {
             let next_action = actions.get(next).map_or(end, |(t, _)| *t).min(end);
             let mut until = next_action.to_std();
             // Timers may fire up to a millisecond after their deadline
-            // (tokio's timer wheel rounds up), so one is forgotten only
-            // once that has passed.
-            let fired = now.to_std().saturating_sub(tick + Duration::from_millis(1));
+            // (tokio's timer wheel rounds up), and deadlines are noted to
+            // the millisecond, rounded down: one is forgotten only once
+            // both have passed.
+            let fired = now.to_std().saturating_sub(tick + Duration::from_millis(2));
             if let Some(timer) = watch.next_timer_after(fired) {
                 until = until.min(timer);
             }

@@ -33,8 +33,7 @@
 //! are tokio's functions and nothing more.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeSet;
 use std::future::{Future, IntoFuture};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -90,9 +89,11 @@ thread_local! {
     /// Polls of counted tasks on this thread, ever. The run loop compares it
     /// before and after a tick.
     static POLLS: Cell<u64> = const { Cell::new(0) };
-    /// The deadlines of the timers made during the current run, in simulated
-    /// time since its start; `None` outside a run.
-    static TIMERS: RefCell<Option<BinaryHeap<Reverse<Duration>>>> = const { RefCell::new(None) };
+    /// The deadlines of the timers made during the current run, in whole
+    /// milliseconds of simulated time since its start, rounded down (a
+    /// little early is safe; tokio's timers are no finer); `None` outside a
+    /// run. A set: thousands of connections' timers share a millisecond.
+    static TIMERS: RefCell<Option<BTreeSet<u64>>> = const { RefCell::new(None) };
 }
 
 fn note_timer(after: Duration) {
@@ -102,7 +103,7 @@ fn note_timer(after: Duration) {
     };
     TIMERS.with_borrow_mut(|timers| {
         if let (Some(timers), Some(deadline)) = (timers.as_mut(), now.checked_add(after)) {
-            timers.push(Reverse(deadline));
+            timers.insert(deadline.as_millis() as u64);
         }
     });
 }
@@ -116,7 +117,7 @@ pub struct Watch {
 impl Watch {
     /// Starts noting timers on this thread (a run is on one thread).
     pub fn start() -> Watch {
-        TIMERS.set(Some(BinaryHeap::new()));
+        TIMERS.set(Some(BTreeSet::new()));
         Watch {
             polls_before: POLLS.get(),
         }
@@ -128,16 +129,18 @@ impl Watch {
         std::mem::replace(&mut self.polls_before, polls) != polls
     }
 
-    /// The earliest timer deadline after `after`, forgetting those at or
-    /// before it (they have fired, or were cancelled).
+    /// The earliest timer deadline after `after` (to the millisecond, rounded
+    /// down), forgetting those at or before it (they have fired, or were
+    /// cancelled).
     pub fn next_timer_after(&mut self, after: Duration) -> Option<Duration> {
+        let after = after.as_millis() as u64;
         TIMERS.with_borrow_mut(|timers| {
             let timers = timers.as_mut()?;
-            while let Some(&Reverse(deadline)) = timers.peek() {
+            while let Some(&deadline) = timers.first() {
                 if deadline > after {
-                    return Some(deadline);
+                    return Some(Duration::from_millis(deadline));
                 }
-                timers.pop();
+                timers.pop_first();
             }
             None
         })
@@ -172,8 +175,8 @@ mod tests {
         // Outside a turmoil host nothing is noted; note by hand.
         TIMERS.with_borrow_mut(|timers| {
             let timers = timers.as_mut().unwrap();
-            for ms in [30, 10, 20] {
-                timers.push(Reverse(Duration::from_millis(ms)));
+            for ms in [30, 10, 20, 20] {
+                timers.insert(ms);
             }
         });
         assert_eq!(
