@@ -67,10 +67,12 @@ pub struct Metrics {
     /// Answers sent with no event in them and not yet received, by
     /// `(conn, dir, seq)`: the sender says what a message carries, the
     /// receiver when it arrived.
-    empty_in_flight: HashSet<(String, Dir, u32)>,
-    /// Messages carrying events, sent and not yet received: their first
-    /// event and how many.
-    carrying_in_flight: HashMap<(String, Dir), BTreeMap<u32, (u64, u32)>>,
+    /// (Keyed by connection first, so that the receiving end looks its
+    /// message up without copying the connection's name.)
+    empty_in_flight: HashMap<String, BTreeSet<(Dir, u32)>>,
+    /// Messages carrying events, sent and not yet received, by connection
+    /// and `(dir, seq)`: their first event and how many.
+    carrying_in_flight: HashMap<String, BTreeMap<(Dir, u32), Carrying>>,
     /// The host that opened each open connection.
     opened_by: HashMap<String, String>,
     /// Which client opened each connection.
@@ -99,7 +101,12 @@ impl Observer for Metrics {
                     self.opened_by.remove(conn);
                 }
                 let incoming = if toward_opener { Dir::Down } else { Dir::Up };
-                self.carrying_in_flight.remove(&(conn.clone(), incoming));
+                if let Some(messages) = self.carrying_in_flight.get_mut(conn.as_str()) {
+                    messages.retain(|(dir, _), _| *dir != incoming);
+                    if messages.is_empty() {
+                        self.carrying_in_flight.remove(conn.as_str());
+                    }
+                }
                 // A proxy closing a client's connection drops what it held
                 // for it.
                 if role == Some(Role::Proxy)
@@ -198,15 +205,12 @@ impl Observer for Metrics {
                 ..
             } => {
                 if *events == Some(0) {
-                    self.empty_in_flight.insert((conn.clone(), *dir, *seq));
+                    entry_for(&mut self.empty_in_flight, conn).insert((*dir, *seq));
                 }
                 if let (Some(n), Some(first)) = (*events, *first_event)
                     && n > 0
                 {
-                    self.carrying_in_flight
-                        .entry((conn.clone(), *dir))
-                        .or_default()
-                        .insert(*seq, (first, n));
+                    entry_for(&mut self.carrying_in_flight, conn).insert((*dir, *seq), (first, n));
                     // The proxy passing on what it held.
                     if role == Some(Role::Proxy)
                         && let Some(up) = self.upstream_of.get(conn)
@@ -246,13 +250,13 @@ impl Observer for Metrics {
                 bytes,
                 ..
             } => {
-                let key = (conn.clone(), *dir, *seq);
-                let was_empty =
-                    !self.empty_in_flight.is_empty() && self.empty_in_flight.remove(&key);
-                let carried = self
-                    .carrying_in_flight
-                    .get_mut(&(conn.clone(), *dir))
-                    .and_then(|m| m.remove(seq));
+                let was_empty = take_from(&mut self.empty_in_flight, conn, |set| {
+                    set.remove(&(*dir, *seq)).then_some(())
+                })
+                .is_some();
+                let carried = take_from(&mut self.carrying_in_flight, conn, |messages| {
+                    messages.remove(&(*dir, *seq))
+                });
                 if let Some((first, n)) = carried
                     && role == Some(Role::Proxy)
                     && self.downstream_of.contains_key(conn)
@@ -310,6 +314,36 @@ impl Observer for Metrics {
             self.observe_server_burden(r, role);
         }
     }
+}
+
+/// What a message in flight carries: its first event and how many.
+type Carrying = (u64, u32);
+
+/// The entry of `conn` in a map keyed by connection, copying the name only
+/// when the connection is new to it.
+fn entry_for<'a, T: Default>(map: &'a mut HashMap<String, T>, conn: &str) -> &'a mut T {
+    if !map.contains_key(conn) {
+        map.insert(conn.to_string(), T::default());
+    }
+    map.get_mut(conn).expect("just inserted")
+}
+
+/// Takes something out of `conn`'s entry, dropping the entry once it is
+/// empty (`T` is a set or a map).
+fn take_from<T, R>(
+    map: &mut HashMap<String, T>,
+    conn: &str,
+    take: impl FnOnce(&mut T) -> Option<R>,
+) -> Option<R>
+where
+    for<'a> &'a T: IntoIterator,
+{
+    let entry = map.get_mut(conn)?;
+    let taken = take(entry);
+    if (&*entry).into_iter().next().is_none() {
+        map.remove(conn);
+    }
+    taken
 }
 
 /// What the memory model charges a server (see `ServerMemory` in the
@@ -374,10 +408,7 @@ impl Metrics {
                 }
                 // Only what goes down to the server's peers: a request it
                 // sends (a webhook) is in flight the same way.
-                self.unreceived_from_server
-                    .entry(conn.clone())
-                    .or_default()
-                    .insert((*dir, *seq), *bytes);
+                entry_for(&mut self.unreceived_from_server, conn).insert((*dir, *seq), *bytes);
                 self.unreceived_bytes += bytes;
             }
             Event::Close { conn, .. } => {
@@ -423,7 +454,7 @@ impl Metrics {
     /// retransmitting), and held by a proxy.
     fn undelivered_at_end(&self) -> (u64, u64) {
         let mut in_flight = BTreeSet::new();
-        for ((conn, _), messages) in &self.carrying_in_flight {
+        for (conn, messages) in &self.carrying_in_flight {
             let Some(client) = self.client_of(conn) else {
                 continue;
             };
