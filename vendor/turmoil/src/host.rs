@@ -331,6 +331,10 @@ pub(crate) struct Tcp {
     /// Active stream sockets
     sockets: IndexMap<SocketPair, StreamSocket>,
 
+    /// pushpull: how many of `sockets` use each local port, so that choosing
+    /// an ephemeral port does not scan every socket on the host.
+    ports_in_use: IndexMap<u16, usize>,
+
     /// TcpStream channel capacity
     socket_capacity: usize,
 }
@@ -429,13 +433,14 @@ impl Tcp {
         Self {
             binds: IndexMap::new(),
             sockets: IndexMap::new(),
+            ports_in_use: IndexMap::new(),
             server_socket_capacity: capacity,
             socket_capacity: capacity,
         }
     }
 
     fn is_port_assigned(&self, port: u16) -> bool {
-        self.binds.keys().any(|p| *p == port) || self.sockets.keys().any(|a| a.local.port() == port)
+        self.binds.contains_key(&port) || self.ports_in_use.contains_key(&port)
     }
 
     pub(crate) fn bind(&mut self, addr: SocketAddr) -> io::Result<TcpListener> {
@@ -467,6 +472,7 @@ impl Tcp {
         let exists = self.sockets.insert(pair, sock);
 
         assert!(exists.is_none(), "{pair:?} is already connected");
+        *self.ports_in_use.entry(pair.local.port()).or_default() += 1;
 
         (rx, bidi)
     }
@@ -528,6 +534,7 @@ impl Tcp {
                     self.sockets
                         .swap_remove(&SocketPair::new(dst, src))
                         .unwrap();
+                    self.port_freed(SocketPair::new(dst, src));
                 }
             }
         };
@@ -552,7 +559,19 @@ impl Tcp {
     /// Remove the stream socket without decrementing the half-close refcount.
     /// Used when sending RST: the connection is torn down immediately.
     pub(crate) fn reset_stream(&mut self, pair: SocketPair) {
-        self.sockets.swap_remove(&pair);
+        if self.sockets.swap_remove(&pair).is_some() {
+            self.port_freed(pair);
+        }
+    }
+
+    fn port_freed(&mut self, pair: SocketPair) {
+        let port = pair.local.port();
+        if let Some(count) = self.ports_in_use.get_mut(&port) {
+            *count -= 1;
+            if *count == 0 {
+                self.ports_in_use.swap_remove(&port);
+            }
+        }
     }
 
     pub(crate) fn close_stream_half(&mut self, pair: SocketPair) {
@@ -563,6 +582,7 @@ impl Tcp {
 
             if sock.ref_ct == 0 {
                 self.sockets.swap_remove(&pair).unwrap();
+                self.port_freed(pair);
             }
         }
     }
