@@ -20,14 +20,17 @@
 //!   or [`timeout`], which note its deadline in simulated time. A timer that
 //!   was cancelled leaves a note behind; that only costs a few ticks not
 //!   skipped;
-//! - no message is in flight (turmoil's `Sim::next_delivery`, one of the two
-//!   additions in `vendor/turmoil`), and no publication or fault is due.
+//! - no message is in flight (turmoil's `Sim::next_delivery`, one of the
+//!   additions in `vendor/turmoil`, listed in its `PUSHPULL.md`), and no
+//!   publication or fault is due.
 //!
 //! Skipping is exact, not an approximation: the skipped ticks are crossed in
 //! one `Sim::step_by`, in which each host's clock moves as far as it would
 //! have tick by tick and nothing else changes. `pushpull run --every-tick`
-//! steps every tick instead, and `tests/determinism.rs` runs every lesson
-//! both ways and compares the traces byte for byte.
+//! steps every tick instead, and `tests/determinism.rs` runs each
+//! mechanism, with each kind of fault, both ways and compares the traces
+//! byte for byte. In a debug build the run loop also asserts that no task
+//! ran inside a skipped stretch.
 //!
 //! Outside a simulation (the live servers and clients on real sockets) these
 //! are tokio's functions and nothing more.
