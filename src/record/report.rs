@@ -250,13 +250,13 @@ impl Observer for Metrics {
                 bytes,
                 ..
             } => {
-                let was_empty = take_from(&mut self.empty_in_flight, conn, |set| {
-                    set.remove(&(*dir, *seq)).then_some(())
-                })
-                .is_some();
+                let key = (*dir, *seq);
+                let was_empty = take_from(&mut self.empty_in_flight, conn, |set| set.remove(&key))
+                    == Some(true);
                 let carried = take_from(&mut self.carrying_in_flight, conn, |messages| {
-                    messages.remove(&(*dir, *seq))
-                });
+                    messages.remove(&key)
+                })
+                .flatten();
                 if let Some((first, n)) = carried
                     && role == Some(Role::Proxy)
                     && self.downstream_of.contains_key(conn)
@@ -329,21 +329,35 @@ fn entry_for<'a, T: Default>(map: &'a mut HashMap<String, T>, conn: &str) -> &'a
 }
 
 /// Takes something out of `conn`'s entry, dropping the entry once it is
-/// empty (`T` is a set or a map).
-fn take_from<T, R>(
+/// empty; `None` when the connection has no entry.
+fn take_from<T: Emptiable, R>(
     map: &mut HashMap<String, T>,
     conn: &str,
-    take: impl FnOnce(&mut T) -> Option<R>,
-) -> Option<R>
-where
-    for<'a> &'a T: IntoIterator,
-{
+    take: impl FnOnce(&mut T) -> R,
+) -> Option<R> {
     let entry = map.get_mut(conn)?;
     let taken = take(entry);
-    if (&*entry).into_iter().next().is_none() {
+    if entry.is_empty() {
         map.remove(conn);
     }
-    taken
+    Some(taken)
+}
+
+/// The sets and maps `take_from` works on.
+trait Emptiable {
+    fn is_empty(&self) -> bool;
+}
+
+impl<K> Emptiable for BTreeSet<K> {
+    fn is_empty(&self) -> bool {
+        BTreeSet::is_empty(self)
+    }
+}
+
+impl<K, V> Emptiable for BTreeMap<K, V> {
+    fn is_empty(&self) -> bool {
+        BTreeMap::is_empty(self)
+    }
 }
 
 /// What the memory model charges a server (see `ServerMemory` in the

@@ -21,10 +21,10 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Simulated time now, in microseconds (0 outside a simulation).
 /// The most one read takes from the socket.
 const READ_CHUNK: usize = 4096;
 
+/// Simulated time now, in microseconds (0 outside a simulation).
 fn now_us() -> u64 {
     turmoil::sim_elapsed().unwrap_or_default().as_micros() as u64
 }
