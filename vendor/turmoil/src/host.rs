@@ -15,6 +15,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 #[cfg(feature = "unstable-fs")]
 use std::sync::Mutex;
+use crate::segment_queue;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{Duration, Instant};
 
@@ -353,7 +354,8 @@ struct StreamSocket {
     buf: IndexMap<u64, SequencedSegment>,
     next_send_seq: u64,
     recv_seq: u64,
-    sender: mpsc::Sender<SequencedSegment>,
+    // pushpull: a segment_queue, not an mpsc channel (see there).
+    sender: segment_queue::Sender<SequencedSegment>,
     flow_control: BidiFlowControl,
     /// A simple reference counter for tracking read/write half drops. Once 0, the
     /// socket may be removed from the host.
@@ -378,8 +380,14 @@ impl Display for SequencedSegment {
 }
 
 impl StreamSocket {
-    fn new(capacity: usize) -> (Self, mpsc::Receiver<SequencedSegment>, BidiFlowControl) {
-        let (tx, rx) = mpsc::channel(capacity);
+    fn new(
+        capacity: usize,
+    ) -> (
+        Self,
+        segment_queue::Receiver<SequencedSegment>,
+        BidiFlowControl,
+    ) {
+        let (tx, rx) = segment_queue::channel(capacity);
         let flow_control = BidiFlowControl::new(capacity);
         let sock = Self {
             buf: IndexMap::new(),
@@ -402,7 +410,7 @@ impl StreamSocket {
     // Buffer and re-order received segments by `seq` as the network may deliver
     // them out of order.
     fn buffer(&mut self, seq: u64, segment: SequencedSegment) -> Result<(), Protocol> {
-        use mpsc::error::TrySendError::*;
+        use segment_queue::TrySendError::*;
 
         let exists = self.buf.insert(seq, segment);
 
@@ -411,13 +419,13 @@ impl StreamSocket {
         while self.buf.contains_key(&(self.recv_seq + 1)) {
             self.recv_seq += 1;
 
-            match self.sender.try_reserve() {
-                Ok(permit) => {
+            match self.sender.can_send() {
+                Ok(()) => {
                     let segment = self.buf.swap_remove(&self.recv_seq).unwrap();
-                    permit.send(segment)
+                    self.sender.send(segment)
                 }
-                Err(Closed(())) => return Err(Protocol::Tcp(Segment::Rst)),
-                Err(Full(())) => {
+                Err(Closed) => return Err(Protocol::Tcp(Segment::Rst)),
+                Err(Full) => {
                     self.recv_seq -= 1;
                     break;
                 }
@@ -466,7 +474,7 @@ impl Tcp {
     pub(crate) fn new_stream(
         &mut self,
         pair: SocketPair,
-    ) -> (mpsc::Receiver<SequencedSegment>, BidiFlowControl) {
+    ) -> (segment_queue::Receiver<SequencedSegment>, BidiFlowControl) {
         let (sock, rx, bidi) = StreamSocket::new(self.socket_capacity);
 
         let exists = self.sockets.insert(pair, sock);

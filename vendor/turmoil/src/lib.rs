@@ -197,6 +197,9 @@ mod error;
 pub use error::Result;
 
 mod host;
+
+// pushpull: see the module's comment.
+mod segment_queue;
 use host::Host;
 
 mod ip;

@@ -14,13 +14,14 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     runtime::Handle,
-    sync::{mpsc, oneshot},
+    sync::oneshot,
     time::sleep,
 };
 
 use crate::{
     envelope::{Envelope, Protocol, Segment, Syn},
     host::{is_same, SequencedSegment},
+    segment_queue,
     net::SocketPair,
     world::World,
     ToSocketAddrs, TRACING_TARGET,
@@ -40,7 +41,7 @@ pub struct TcpStream {
 impl TcpStream {
     pub(crate) fn new(
         pair: SocketPair,
-        receiver: mpsc::Receiver<SequencedSegment>,
+        receiver: segment_queue::Receiver<SequencedSegment>,
         flow_control: BidiFlowControl,
     ) -> Self {
         let pair = Arc::new(pair);
@@ -203,7 +204,7 @@ pub(crate) struct ReadHalf {
 }
 
 struct Rx {
-    recv: mpsc::Receiver<SequencedSegment>,
+    recv: segment_queue::Receiver<SequencedSegment>,
     /// The remaining bytes of a received data segment.
     ///
     /// This is used to support read impls by stashing available bytes for
@@ -604,7 +605,7 @@ impl Drop for ReadHalf {
             // drop should stay graceful.
             let has_unread = !self.is_closed
                 && (self.rx.buffer.is_some()
-                    || matches!(self.rx.recv.try_recv(), Ok(SequencedSegment::Data(_)))
+                    || matches!(self.rx.recv.try_recv(), Some(SequencedSegment::Data(_)))
                     || world.current_host_mut().tcp.has_buffered_data(*self.pair));
 
             if has_unread {
