@@ -40,6 +40,15 @@ fn loss_outside_zero_to_one_is_refused() {
     assert_one_line_naming(&m, "network.loss", "between 0 and 1");
 }
 
+/// tokio's timers count whole milliseconds, so a host's clock would round
+/// each 1.5ms step up to 2ms and run ahead of the network's.
+#[test]
+fn tick_is_whole_milliseconds() {
+    let m = error_of("", &["network.tick=1500us"]);
+    assert_one_line_naming(&m, "network.tick", "whole number of milliseconds");
+    assert!(Plan::from_toml("", &["network.tick=7ms".to_string()]).is_ok());
+}
+
 #[test]
 fn fault_after_the_end_is_refused() {
     let m = error_of(

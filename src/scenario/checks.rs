@@ -69,6 +69,17 @@ impl Network {
         if self.tick < Span::from_millis(1) || self.tick > Span::from_secs(1) {
             return Err(err("network.tick", "must be between 1ms and 1s"));
         }
+        // tokio's timers count whole milliseconds: each host's clock would
+        // round every 1.5ms step up to 2ms and run ahead of the network's.
+        if self.tick.0 % Span::from_millis(1).0 != 0 {
+            return Err(err(
+                "network.tick",
+                format!(
+                    "is {}, but must be a whole number of milliseconds (the hosts' timers count milliseconds)",
+                    self.tick
+                ),
+            ));
+        }
         if self.latency > Span::from_secs(60) {
             return Err(err("network.latency", "must be at most 60s"));
         }
