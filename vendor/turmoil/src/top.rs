@@ -19,10 +19,12 @@ pub(crate) struct Topology {
     /// Specific configuration overrides between specific hosts.
     links: IndexMap<Pair, Link>,
 
-    /// We don't use a Rt for async. Right now, we just use it to tick time
-    /// forward in the same way we do it elsewhere. We'd like to represent
-    /// network state with async in the future.
-    rt: Rt<'static>,
+    /// pushpull: the network's clock: when it started and how far it has
+    /// moved. turmoil kept a tokio runtime here only to tick its paused
+    /// clock forward, which cost a runtime entry in every step (a third of
+    /// a host's); [`Topology::tick_by`] moves it as that runtime did.
+    start: Instant,
+    elapsed: Duration,
 
     /// pushpull: messages delivered to hosts so far (see
     /// [`crate::Sim::delivered`]).
@@ -203,7 +205,8 @@ impl Topology {
         Topology {
             config,
             links: IndexMap::new(),
-            rt: Rt::no_software(),
+            start: Rt::no_software().now(),
+            elapsed: Duration::ZERO,
             delivered: 0,
         }
     }
@@ -211,7 +214,8 @@ impl Topology {
     /// Register a link between two hosts
     pub(crate) fn register(&mut self, a: IpAddr, b: IpAddr) {
         let pair = Pair::new(a, b);
-        assert!(self.links.insert(pair, Link::new(self.rt.now())).is_none());
+        let now = self.start + self.elapsed;
+        assert!(self.links.insert(pair, Link::new(now)).is_none());
     }
 
     pub(crate) fn set_max_message_latency(&mut self, value: Duration) {
@@ -321,9 +325,13 @@ impl Topology {
     }
 
     pub(crate) fn tick_by(&mut self, duration: Duration) {
-        let _ = self.rt.tick(duration);
+        // A paused tokio clock moves to the sleep's deadline rounded up to
+        // its timer wheel's millisecond.
+        let millis = (self.elapsed + duration).as_nanos().div_ceil(1_000_000);
+        self.elapsed = Duration::from_millis(millis as u64);
+        let now = self.start + self.elapsed;
         for link in self.links.values_mut() {
-            link.tick(self.rt.now());
+            link.tick(now);
         }
     }
 
