@@ -579,12 +579,13 @@ impl Link {
         rand: &mut dyn RngCore,
         host: &mut Host,
     ) -> u64 {
-        let deliverable = self
-            .deliverable
-            .entry(host.addr)
-            .or_default()
-            .drain(..)
-            .collect::<Vec<Envelope>>();
+        // pushpull: most links have nothing for most hosts in a step; a
+        // lookup is enough to see it (an entry hashed the address, and made
+        // a queue for it, for every link and host in every step).
+        let deliverable = match self.deliverable.get_mut(&host.addr) {
+            Some(queue) if !queue.is_empty() => queue.drain(..).collect::<Vec<Envelope>>(),
+            _ => return 0,
+        };
         let delivered = deliverable.len() as u64;
 
         for message in deliverable {
