@@ -71,7 +71,7 @@ impl Network {
         }
         // tokio's timers count whole milliseconds: each host's clock would
         // round every 1.5ms step up to 2ms and run ahead of the network's.
-        if self.tick.0 % Span::from_millis(1).0 != 0 {
+        if !self.tick.0.is_multiple_of(Span::from_millis(1).0) {
             return Err(err(
                 "network.tick",
                 format!(
